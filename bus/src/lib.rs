@@ -1,1 +1,174 @@
-//! placeholder
+//! Live fan-out of samples and device state between collectors and web nodes.
+//!
+//! Owns the `Bus` trait, its Redis pub/sub and in-process implementations, the channel
+//! naming and the wire codec. Nothing depends on the bus for durability: publishing never
+//! blocks the caller, and what cannot be delivered is dropped and counted. Imports `model`
+//! only from netpulse; must not import the store, collector or web crates.
+
+mod codec;
+mod memory;
+mod redis_bus;
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::Stream;
+use model::{DeviceEvent, DeviceKey, Sample};
+
+pub use codec::{CODEC_VERSION, decode, encode};
+pub use memory::MemoryBus;
+pub use redis_bus::RedisBus;
+
+/// Default prefix of every channel name, so installations can share one Redis.
+pub const DEFAULT_PREFIX: &str = "netpulse";
+
+/// Bus errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Redis URL could not be parsed.
+    #[error("invalid Redis URL: {0}")]
+    Url(#[source] redis::RedisError),
+    /// Redis refused or dropped the connection.
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A message on the wire could not be decoded.
+    #[error("undecodable bus message: {0}")]
+    Decode(String),
+    /// The bus has shut down.
+    #[error("the bus is closed")]
+    Closed,
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What travels on the bus.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BusMessage {
+    /// New samples of one device, oldest first.
+    Samples {
+        /// The device they belong to.
+        device: DeviceKey,
+        /// The samples.
+        samples: Vec<Sample>,
+    },
+    /// A device changed state.
+    State(DeviceEvent),
+}
+
+impl BusMessage {
+    /// The device this message is about.
+    pub fn device(&self) -> &DeviceKey {
+        match self {
+            BusMessage::Samples { device, .. } => device,
+            BusMessage::State(event) => &event.device,
+        }
+    }
+}
+
+/// A channel of the bus.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Samples and state changes of one device.
+    Device(DeviceKey),
+    /// State changes of every device.
+    Fleet,
+}
+
+impl Topic {
+    /// The channel name under `prefix`.
+    pub fn channel(&self, prefix: &str) -> String {
+        match self {
+            Topic::Device(device) => format!("{prefix}:device:{device}"),
+            Topic::Fleet => format!("{prefix}:fleet"),
+        }
+    }
+}
+
+/// A stream of messages for one topic. Dropping it unsubscribes.
+pub struct Subscription {
+    inner: Pin<Box<dyn Stream<Item = BusMessage> + Send>>,
+}
+
+impl Subscription {
+    fn new(stream: impl Stream<Item = BusMessage> + Send + 'static) -> Self {
+        Self {
+            inner: Box::pin(stream),
+        }
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+impl Stream for Subscription {
+    type Item = BusMessage;
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<BusMessage>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+/// Counters every implementation keeps; read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct BusStats {
+    /// Messages handed to the bus for publishing.
+    pub published: AtomicU64,
+    /// Messages dropped because the bus was slow or down.
+    pub dropped: AtomicU64,
+    /// Messages received from the bus and delivered to subscribers.
+    pub received: AtomicU64,
+    /// Messages received that could not be decoded.
+    pub undecodable: AtomicU64,
+}
+
+impl BusStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The bus port.
+pub trait Bus: Send + Sync + fmt::Debug + 'static {
+    /// Queues a message for every subscriber of its device topic (and, for state changes,
+    /// of the fleet topic). Never waits for the network: when the bus is slow or down the
+    /// message is dropped and counted in [`BusStats::dropped`].
+    fn publish(&self, message: BusMessage);
+
+    /// Subscribes to a topic. Messages published after the subscription is established
+    /// are delivered; a subscriber that falls behind loses the oldest messages.
+    fn subscribe(&self, topic: Topic) -> Subscription;
+
+    /// Whether live delivery currently works (Redis reachable). The in-process bus is
+    /// always connected.
+    fn is_connected(&self) -> bool;
+
+    /// Counters for `/metrics`.
+    fn stats(&self) -> &BusStats;
+}
+
+/// Opens the bus for `url`: `None` gives the in-process bus, `redis://`/`rediss://` Redis.
+pub fn open(url: Option<&str>, prefix: &str) -> Result<Arc<dyn Bus>> {
+    match url {
+        None => Ok(Arc::new(MemoryBus::new())),
+        Some(url) => Ok(Arc::new(RedisBus::connect(url, prefix)?)),
+    }
+}
+
+/// Topics a message goes to.
+fn topics_of(message: &BusMessage) -> impl Iterator<Item = Topic> {
+    let device = Topic::Device(message.device().clone());
+    let fleet = matches!(message, BusMessage::State(_)).then_some(Topic::Fleet);
+    std::iter::once(device).chain(fleet)
+}
+
+#[cfg(test)]
+mod conformance;

@@ -1,1 +1,126 @@
-//! placeholder
+//! The collector role: device sessions, and the pipeline that takes what they receive to
+//! the store and the bus.
+//!
+//! `device session --> bounded channel --> batcher --> store, then bus`. Sessions are one
+//! task per device, capped by a connect semaphore; the channel is bounded, so a slow store
+//! slows the sessions (backpressure) instead of growing memory. Imports `model`, `proto`,
+//! `crds`, `store` and `bus`; must not import the web or operator crates.
+
+mod metrics;
+mod pipeline;
+mod session;
+pub mod source;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus::Bus;
+use crds::devices_file::DeviceEntry;
+use store::{DeviceInfo, Store};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::CollectorMetrics;
+
+/// Collector errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The devices could not be registered in the store at start-up.
+    #[error("cannot register devices in the store: {0}")]
+    Register(#[source] store::Error),
+    /// The devices file could not be read or is invalid.
+    #[error(transparent)]
+    DevicesFile(#[from] crds::devices_file::DevicesFileError),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Tunables of a collector.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Most samples written in one batch.
+    pub batch_size: usize,
+    /// Longest time a sample waits in a partial batch.
+    pub batch_wait: Duration,
+    /// Notifications queued between the sessions and the batcher.
+    pub queue: usize,
+    /// Time allowed for a TCP + HTTP/2 connect.
+    pub connect_timeout: Duration,
+    /// First reconnect delay; doubles (with jitter) up to `backoff_max`.
+    pub backoff_min: Duration,
+    /// Cap of the reconnect delay.
+    pub backoff_max: Duration,
+    /// Connection attempts in flight at once, so a restart does not storm the network.
+    pub max_concurrent_connects: usize,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 5_000,
+            batch_wait: Duration::from_millis(250),
+            queue: 4_096,
+            connect_timeout: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            max_concurrent_connects: 64,
+        }
+    }
+}
+
+/// Collects from `devices` until `shutdown` is cancelled, then stops the sessions, flushes
+/// every buffered sample to the store and returns.
+pub async fn run(
+    devices: Vec<DeviceEntry>,
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    metrics: Arc<CollectorMetrics>,
+    config: CollectorConfig,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let infos: Vec<DeviceInfo> = devices
+        .iter()
+        .map(|d| DeviceInfo {
+            name: d.name.clone(),
+            address: format!("{}:{}", d.spec.address, d.spec.gnmi.port),
+        })
+        .collect();
+    store
+        .upsert_devices(&infos)
+        .await
+        .map_err(Error::Register)?;
+    tracing::info!(devices = devices.len(), "Collector starting");
+
+    let (tx, rx) = mpsc::channel(config.queue);
+    let batcher = tokio::spawn(pipeline::batcher(
+        rx,
+        store.clone(),
+        bus.clone(),
+        metrics.clone(),
+        config.clone(),
+        shutdown.clone(),
+    ));
+    let reporter = session::Reporter::new(store, bus, metrics.clone());
+    let connects = Arc::new(Semaphore::new(config.max_concurrent_connects.max(1)));
+    let mut sessions = JoinSet::new();
+    for device in devices.into_iter().filter(|d| d.spec.gnmi.enabled) {
+        sessions.spawn(session::run(
+            device,
+            tx.clone(),
+            reporter.clone(),
+            connects.clone(),
+            config.clone(),
+            shutdown.clone(),
+        ));
+    }
+    drop(tx);
+    while sessions.join_next().await.is_some() {}
+    // Every sender is gone now: the batcher drains the queue, flushes and ends.
+    if let Err(error) = batcher.await {
+        tracing::error!(%error, "Batcher task failed");
+    }
+    tracing::info!("Collector stopped; buffered samples flushed");
+    Ok(())
+}

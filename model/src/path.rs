@@ -270,7 +270,9 @@ mod tests {
 
     #[test]
     fn key_values_keep_slashes_and_escapes() {
-        let p: Path = "/interfaces/interface[name=Ethernet1/1]/state".parse().unwrap();
+        let p: Path = "/interfaces/interface[name=Ethernet1/1]/state"
+            .parse()
+            .unwrap();
         assert_eq!(p.key("interface", "name"), Some("Ethernet1/1"));
         assert_eq!(p.leaf(), "state");
         let tricky = counters("x]y\\z");

@@ -4,6 +4,24 @@
 //! (production) and SQLite (bundled, single-node mode), both through sqlx, with the
 //! migrations in `migrations/{postgres,sqlite}`. Imports `model` only from netpulse; must
 //! not import the bus, the collector or the web crates.
+//!
+//! Storage rules both adapters follow (the `conformance` test suite holds them to it):
+//!
+//! - Timestamps: SQLite keeps the model's nanoseconds; PostgreSQL keeps microseconds
+//!   (`timestamptz`), flooring on write, so there a sample's `ts` reads back floored to the
+//!   microsecond and two samples of a series in one microsecond are one sample.
+//! - Values: numbers (booleans as 0/1) are stored as `f64`, so integers beyond ±2^53 lose
+//!   their low bits; text is stored as text, with NUL replaced by U+FFFD. A series keeps the
+//!   kind of its first value, and whole numbers read back as that kind.
+//! - Listings sort by bytes (device names, canonical path strings), as Rust sorts strings.
+
+mod cache;
+mod codec;
+#[cfg(test)]
+mod conformance;
+mod postgres;
+mod schema;
+mod sqlite;
 
 use std::sync::Arc;
 
@@ -13,13 +31,48 @@ use model::{DeviceEvent, DeviceKey, DeviceState, Path, Sample, TimestampNs, Valu
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The database URL is neither `postgres://`/`postgresql://` nor `sqlite:`.
+    /// The database URL is neither `postgres://`/`postgresql://` nor `sqlite:` (shown
+    /// without its credentials).
     #[error("unsupported database URL {0:?}: expected postgres://... or sqlite:...")]
     UnsupportedUrl(String),
     /// The database could not be reached or refused the connection.
     #[error("cannot connect to the database: {0}")]
     Connect(#[source] sqlx::Error),
-    /// The database schema is newer than this binary understands, or migrating failed.
+    /// The directory meant to hold a SQLite file does not exist and could not be created.
+    #[error("cannot create directory {path:?} for the SQLite database: {source}")]
+    CreateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why it could not be created.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database holds migrations this binary does not know, newer than its own: a newer
+    /// netpulse has migrated it. Old code must not write to a schema it does not understand.
+    #[error(
+        "database schema version {found} is newer than this netpulse understands ({supported}); \
+         upgrade netpulse"
+    )]
+    SchemaTooNew {
+        /// Newest migration version applied to the database.
+        found: i64,
+        /// Newest migration version this binary embeds.
+        supported: i64,
+    },
+    /// Opened without migrating, and the database lacks migrations this binary needs.
+    #[error(
+        "database schema version {} is older than this netpulse needs ({required}); \
+         run `netpulse migrate`",
+        found.map_or_else(|| "none".to_owned(), |v| v.to_string())
+    )]
+    SchemaOutdated {
+        /// Newest migration version applied to the database, `None` for an empty database.
+        found: Option<i64>,
+        /// Newest migration version this binary embeds.
+        required: i64,
+    },
+    /// The applied migrations do not match this binary's (edited, missing or failed
+    /// migrations), or migrating failed.
     #[error("database schema: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     /// A query failed.
@@ -97,24 +150,27 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn upsert_devices(&self, devices: &[DeviceInfo]) -> Result<()>;
 
     /// Records a state change: updates the device's current state and appends the event.
-    /// Creates the device (with an empty address) if it is unknown.
+    /// Creates the device (with an empty address) if it is unknown. An event older than the
+    /// current state's start is only appended; repeating the current state keeps its start.
     async fn record_event(&self, event: &DeviceEvent) -> Result<()>;
 
     /// Writes a batch in one transaction. Idempotent on (device, path, ts): a sample
-    /// already stored is counted as a duplicate, not written twice. Unknown devices are
-    /// created.
+    /// already stored (or earlier in the same batch) is counted as a duplicate, not written
+    /// twice. Unknown devices are created. Each series' last value moves only forward.
     async fn write_samples(&self, samples: &[Sample]) -> Result<WriteReport>;
 
-    /// All devices, ordered by name.
+    /// All devices, ordered by name (byte order).
     async fn devices(&self) -> Result<Vec<DeviceSummary>>;
 
     /// One device, or `None` if unknown.
     async fn device(&self, name: &DeviceKey) -> Result<Option<DeviceSummary>>;
 
-    /// The series of a device with their newest values, ordered by path.
+    /// The series of a device with their newest values, ordered by the canonical path
+    /// string (byte order). Empty for an unknown device.
     async fn series(&self, device: &DeviceKey) -> Result<Vec<SeriesSummary>>;
 
-    /// Points of one series with `from <= ts <= to`, oldest first.
+    /// Points of one series with `from <= ts <= to`, oldest first. Empty for an unknown
+    /// device or path.
     async fn range(
         &self,
         device: &DeviceKey,
@@ -127,10 +183,137 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn ping(&self) -> Result<()>;
 }
 
+/// Outcome of [`migrate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Migrations applied by this call (0 when the schema was already current).
+    pub applied: u64,
+    /// Schema version of the database afterwards: the newest migration applied.
+    pub version: i64,
+}
+
 /// Opens the store named by `url` (`postgres://...`, `postgresql://...` or `sqlite:...`).
-/// With `migrate`, pending migrations are applied first; in every case a schema newer
-/// than this binary is refused with [`Error::Migrate`].
+///
+/// With `migrate`, pending migrations are applied first; without, a database lacking some
+/// of this binary's migrations is refused with [`Error::SchemaOutdated`]. In every case a
+/// schema newer than this binary is refused with [`Error::SchemaTooNew`].
+///
+/// A SQLite file is created if missing, with its directory; `sqlite::memory:` gives a
+/// private in-memory database that lives as long as the returned store (handy in tests).
 pub async fn open(url: &str, migrate: bool) -> Result<Arc<dyn Store>> {
-    let _ = (url, migrate);
-    todo!("implemented by the store adapters")
+    Ok(match Backend::of(url)? {
+        Backend::Postgres => Arc::new(postgres::PgStore::open(url, migrate).await?),
+        Backend::Sqlite => Arc::new(sqlite::SqliteStore::open(url, migrate).await?),
+    })
+}
+
+/// Applies pending migrations to the database named by `url` (the `netpulse migrate`
+/// subcommand). A schema newer than this binary is refused with [`Error::SchemaTooNew`].
+pub async fn migrate(url: &str) -> Result<MigrationReport> {
+    match Backend::of(url)? {
+        Backend::Postgres => {
+            let pool = postgres::connect(url).await?;
+            let report = postgres::migrate(&pool).await;
+            pool.close().await;
+            report
+        }
+        Backend::Sqlite => {
+            let pool = sqlite::connect(url).await?;
+            let report = sqlite::migrate(&pool).await;
+            pool.close().await;
+            report
+        }
+    }
+}
+
+/// The database behind a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    fn of(url: &str) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else {
+            Err(Error::UnsupportedUrl(redact(url)))
+        }
+    }
+}
+
+/// `url` without its credentials (`scheme://user:secret@host` -> `scheme://***@host`), fit
+/// for an error message.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_select_a_backend() {
+        assert_eq!(Backend::of("postgres://h/db").ok(), Some(Backend::Postgres));
+        assert_eq!(
+            Backend::of("postgresql://h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::of("sqlite:data/np.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(Backend::of("sqlite::memory:").ok(), Some(Backend::Sqlite));
+        for bad in ["mysql://h/db", "data/np.db", ""] {
+            assert!(matches!(Backend::of(bad), Err(Error::UnsupportedUrl(u)) if u == bad));
+        }
+    }
+
+    #[test]
+    fn refused_urls_do_not_show_credentials() {
+        let err = Backend::of("postgress://np:s3cret@db:5432/np").expect_err("typo");
+        assert_eq!(
+            err.to_string(),
+            "unsupported database URL \"postgress://***@db:5432/np\": \
+             expected postgres://... or sqlite:..."
+        );
+    }
+
+    #[tokio::test]
+    async fn open_refuses_an_unsupported_url() {
+        let err = open("redis://localhost", true)
+            .await
+            .expect_err("redis is no database");
+        assert!(
+            err.to_string().contains("unsupported database URL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn schema_errors_read_as_instructions() {
+        let newer = Error::SchemaTooNew {
+            found: 7,
+            supported: 3,
+        };
+        assert_eq!(
+            newer.to_string(),
+            "database schema version 7 is newer than this netpulse understands (3); \
+             upgrade netpulse"
+        );
+        let older = Error::SchemaOutdated {
+            found: None,
+            required: 3,
+        };
+        assert_eq!(
+            older.to_string(),
+            "database schema version none is older than this netpulse needs (3); \
+             run `netpulse migrate`"
+        );
+    }
 }

@@ -1,1 +1,204 @@
-//! placeholder
+//! The web role: HTML dashboards with server-rendered SVG, live updates over SSE, the JSON
+//! API, and the health and metrics endpoints.
+//!
+//! Reads from the `store` and subscribes to the `bus`; never talks to devices and must
+//! not import the collector or operator crates. Every asset is compiled into the binary
+//! (clusters are often air-gapped).
+
+mod api;
+pub mod chart;
+mod error;
+mod live;
+mod metrics;
+pub mod view;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use bus::Bus;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use store::Store;
+
+pub use error::{Error, Result};
+pub use metrics::WebMetrics;
+
+/// Default chart window of a device page.
+pub const DEFAULT_WINDOW_MINUTES: i64 = 10;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Where history comes from.
+    pub store: Arc<dyn Store>,
+    /// Where live updates come from.
+    pub bus: Arc<dyn Bus>,
+    /// Metrics of this component.
+    pub metrics: Arc<WebMetrics>,
+    /// The process-wide registry served on `/metrics`.
+    pub registry: Arc<Registry>,
+}
+
+impl AppState {
+    /// Builds the state, registering the web and bus metrics in `registry` first.
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, mut registry: Registry) -> Self {
+        let metrics = Arc::new(WebMetrics::register(&mut registry, bus.clone()));
+        Self {
+            store,
+            bus,
+            metrics,
+            registry: Arc::new(registry),
+        }
+    }
+}
+
+/// Wall-clock time in ns since the epoch.
+pub fn now_ns() -> model::TimestampNs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Clamps a requested chart window to 1 minute .. 1 day.
+fn window_minutes(requested: i64) -> i64 {
+    requested.clamp(1, 24 * 60)
+}
+
+/// The whole HTTP surface as a value: tests drive it without a socket.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/fragments/devices", get(device_fragment))
+        .route("/devices/{name}", get(device_page))
+        .route("/devices/{name}/live", get(live::device_live))
+        .route("/api/v1/devices", get(api::devices))
+        .route("/api/v1/devices/{name}", get(api::device))
+        .route("/api/v1/devices/{name}/series", get(api::series))
+        .route("/assets/app.css", get(css))
+        .route("/assets/live.js", get(js))
+        .with_state(state.clone())
+        .merge(ops_router(state.store, state.registry))
+}
+
+/// State of the operational endpoints.
+#[derive(Clone, Debug)]
+struct OpsState {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+}
+
+/// `/healthz`, `/readyz` (the store answers) and `/metrics`: what every role serves,
+/// including roles without dashboards (the collector).
+pub fn ops_router(store: Arc<dyn Store>, registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(OpsState { store, registry })
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains connections.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn index(State(state): State<AppState>) -> Result<Html<String>> {
+    let devices = state.store.devices().await?;
+    Ok(Html(view::index(&devices, now_ns())))
+}
+
+async fn device_fragment(State(state): State<AppState>) -> Result<Html<String>> {
+    let devices = state.store.devices().await?;
+    Ok(Html(view::device_table(&devices, now_ns())))
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    minutes: Option<i64>,
+}
+
+async fn device_page(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response> {
+    let key = api::device_key(&name)?;
+    let Some(device) = state.store.device(&key).await? else {
+        let body = format!("No device named {}.", view::escape(&name));
+        return Ok((StatusCode::NOT_FOUND, Html(body)).into_response());
+    };
+    let minutes = window_minutes(q.minutes.unwrap_or(DEFAULT_WINDOW_MINUTES));
+    let now = now_ns();
+    let series = state.store.series(&key).await?;
+    let interfaces = view::interfaces(&series);
+    let charts = view::charts(
+        &*state.store,
+        &key,
+        &interfaces,
+        now - minutes * 60_000_000_000,
+        now,
+    )
+    .await?;
+    state.metrics.chart_renders.inc();
+    Ok(Html(view::device_page(&device, &series, &charts, minutes, now)).into_response())
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<OpsState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "Not ready: store unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(state): State<OpsState>) -> Response {
+    let mut body = String::new();
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        tracing::error!(%error, "Metrics encoding failed");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../assets/app.css"),
+    )
+        .into_response()
+}
+
+async fn js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../assets/live.js"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;

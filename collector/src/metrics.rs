@@ -1,0 +1,136 @@
+//! Collector metrics, registered once per process. Labels stay bounded: the session
+//! state, never a device name or a path.
+
+use model::DeviceState;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label of the sessions-by-state gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// Session state name.
+    pub state: &'static str,
+}
+
+/// Everything the collector counts.
+#[derive(Debug)]
+pub struct CollectorMetrics {
+    /// Sessions by state.
+    pub sessions: Family<StateLabel, Gauge>,
+    /// gNMI notifications received.
+    pub notifications: Counter,
+    /// Samples received from devices.
+    pub samples_received: Counter,
+    /// Updates that could not be turned into samples (bad path, unsupported value).
+    pub samples_invalid: Counter,
+    /// Samples newly written to the store.
+    pub samples_written: Counter,
+    /// Samples the store already had (re-sent or overlapping collectors).
+    pub samples_duplicate: Counter,
+    /// Samples given up on (store failing through shutdown).
+    pub samples_dropped: Counter,
+    /// Batches written.
+    pub batches: Counter,
+    /// Failed batch writes (each retried).
+    pub batch_errors: Counter,
+    /// Seconds per successful batch write.
+    pub batch_seconds: Histogram,
+    /// Notifications waiting for the batcher.
+    pub queue_depth: Gauge,
+    /// Session (re)connect attempts.
+    pub connects: Counter,
+}
+
+impl Default for CollectorMetrics {
+    fn default() -> Self {
+        Self {
+            sessions: Family::default(),
+            notifications: Counter::default(),
+            samples_received: Counter::default(),
+            samples_invalid: Counter::default(),
+            samples_written: Counter::default(),
+            samples_duplicate: Counter::default(),
+            samples_dropped: Counter::default(),
+            batches: Counter::default(),
+            batch_errors: Counter::default(),
+            batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            queue_depth: Gauge::default(),
+            connects: Counter::default(),
+        }
+    }
+}
+
+impl CollectorMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("netpulse_collector");
+        r.register("sessions", "Device sessions by state", m.sessions.clone());
+        r.register(
+            "notifications",
+            "gNMI notifications received",
+            m.notifications.clone(),
+        );
+        r.register(
+            "samples_received",
+            "Samples received from devices",
+            m.samples_received.clone(),
+        );
+        r.register(
+            "samples_invalid",
+            "Updates that could not be turned into samples",
+            m.samples_invalid.clone(),
+        );
+        r.register(
+            "samples_written",
+            "Samples newly written to the store",
+            m.samples_written.clone(),
+        );
+        r.register(
+            "samples_duplicate",
+            "Samples the store already had",
+            m.samples_duplicate.clone(),
+        );
+        r.register(
+            "samples_dropped",
+            "Samples given up on because the store kept failing at shutdown",
+            m.samples_dropped.clone(),
+        );
+        r.register("batches", "Batches written to the store", m.batches.clone());
+        r.register(
+            "batch_errors",
+            "Failed batch writes, each retried",
+            m.batch_errors.clone(),
+        );
+        r.register(
+            "batch_seconds",
+            "Duration of successful batch writes",
+            m.batch_seconds.clone(),
+        );
+        r.register(
+            "queue_depth",
+            "Notifications waiting for the batcher",
+            m.queue_depth.clone(),
+        );
+        r.register("connects", "Session connect attempts", m.connects.clone());
+        m
+    }
+
+    /// Moves one session from `from` to `to` in the sessions gauge.
+    pub fn transition(&self, from: Option<DeviceState>, to: DeviceState) {
+        if let Some(from) = from {
+            self.sessions
+                .get_or_create(&StateLabel {
+                    state: from.as_str(),
+                })
+                .dec();
+        }
+        self.sessions
+            .get_or_create(&StateLabel { state: to.as_str() })
+            .inc();
+    }
+}

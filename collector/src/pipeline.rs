@@ -1,0 +1,105 @@
+//! The batcher: collects what sessions received into batches, writes each batch to the
+//! store, then publishes it on the bus.
+//!
+//! Store first, bus second: a web node that hears about samples can already read them. A
+//! failed write is retried with backoff while the queue in front of the batcher fills, so
+//! backpressure reaches the sessions and nothing received is thrown away. The bus never
+//! blocks (its drops are counted on the bus side).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bus::{Bus, BusMessage};
+use model::{DeviceKey, Sample};
+use store::Store;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{CollectorConfig, CollectorMetrics};
+
+const RETRY_MIN: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// After shutdown is requested, how long a failing store is retried before giving up.
+const SHUTDOWN_RETRY_BUDGET: Duration = Duration::from_secs(10);
+
+/// Runs until every sender of `rx` is dropped, then flushes and returns.
+pub async fn batcher(
+    mut rx: mpsc::Receiver<Vec<Sample>>,
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    metrics: Arc<CollectorMetrics>,
+    config: CollectorConfig,
+    shutdown: CancellationToken,
+) {
+    let mut batch: Vec<Sample> = Vec::with_capacity(config.batch_size);
+    loop {
+        let Some(first) = rx.recv().await else {
+            break;
+        };
+        batch.extend(first);
+        let deadline = tokio::time::Instant::now() + config.batch_wait;
+        while batch.len() < config.batch_size {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(more)) => batch.extend(more),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        metrics.queue_depth.set(rx.len() as i64);
+        flush(&mut batch, &*store, &*bus, &metrics, &shutdown).await;
+    }
+    if !batch.is_empty() {
+        flush(&mut batch, &*store, &*bus, &metrics, &shutdown).await;
+    }
+    metrics.queue_depth.set(0);
+}
+
+async fn flush(
+    batch: &mut Vec<Sample>,
+    store: &dyn Store,
+    bus: &dyn Bus,
+    metrics: &CollectorMetrics,
+    shutdown: &CancellationToken,
+) {
+    let mut backoff = RETRY_MIN;
+    let mut shutdown_since: Option<Instant> = None;
+    loop {
+        let started = Instant::now();
+        match store.write_samples(batch).await {
+            Ok(report) => {
+                metrics
+                    .batch_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.samples_written.inc_by(report.written);
+                metrics.samples_duplicate.inc_by(report.duplicates);
+                metrics.batches.inc();
+                break;
+            }
+            Err(error) => {
+                metrics.batch_errors.inc();
+                if shutdown.is_cancelled() {
+                    let since = *shutdown_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > SHUTDOWN_RETRY_BUDGET {
+                        metrics.samples_dropped.inc_by(batch.len() as u64);
+                        tracing::error!(%error, samples = batch.len(), "Store still failing at shutdown; batch lost");
+                        batch.clear();
+                        return;
+                    }
+                }
+                tracing::warn!(%error, samples = batch.len(), retry_in = ?backoff, "Batch write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+        }
+    }
+    let mut by_device: BTreeMap<DeviceKey, Vec<Sample>> = BTreeMap::new();
+    for sample in batch.drain(..) {
+        by_device
+            .entry(sample.device.clone())
+            .or_default()
+            .push(sample);
+    }
+    for (device, samples) in by_device {
+        bus.publish(BusMessage::Samples { device, samples });
+    }
+}

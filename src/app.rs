@@ -1,0 +1,258 @@
+//! Wires each role from its parts and runs it until SIGINT/SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use crds::devices_file::{self, DeviceEntry};
+use model::DeviceKey;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{
+    AllArgs, Cli, CollectorArgs, Command, CrdgenArgs, LogFormat, MigrateArgs, SimArgs,
+    SimulateArgs, WebArgs,
+};
+
+/// Installs the tracing subscriber: `RUST_LOG` filters (default `info`), text or JSON.
+pub fn init_logging(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Runs the chosen subcommand.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::All(args) => run_all(args).await,
+        Command::Collector(args) => run_collector(args).await,
+        Command::Web(args) => run_web(args).await,
+        Command::Operator(_) => {
+            let shutdown = shutdown_token();
+            operator::run(
+                operator::OperatorConfig::default(),
+                shutdown.cancelled_owned(),
+            )
+            .await
+            .map_err(anyhow::Error::from)
+        }
+        Command::Simulate(args) => run_simulate(args).await,
+        Command::Crdgen(args) => crdgen(args),
+        Command::Migrate(args) => migrate(args).await,
+    }
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(error) => {
+                        tracing::error!(%error, "Cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        cancel.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("Shutdown requested; draining");
+        cancel.cancel();
+    });
+    token
+}
+
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+async fn start_fleet(count: usize, sim: &SimArgs) -> anyhow::Result<simulator::Fleet> {
+    let config = simulator::FleetConfig {
+        devices: count,
+        base_address: sim.base_address,
+        port: sim.port,
+        interfaces: sim.interfaces,
+        ..Default::default()
+    };
+    simulator::Fleet::start(config)
+        .await
+        .context("cannot start the simulated devices")
+}
+
+fn fleet_entries(fleet: &simulator::Fleet, interval: &str) -> anyhow::Result<Vec<DeviceEntry>> {
+    crds::parse_duration(interval).with_context(|| format!("--sample-interval {interval:?}"))?;
+    fleet
+        .devices()
+        .iter()
+        .map(|d| {
+            let name = DeviceKey::new(d.name.clone())?;
+            Ok(collector::source::plain_text_device(name, d.addr, interval))
+        })
+        .collect()
+}
+
+async fn run_all(args: AllArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_token();
+    let store = store::open(&args.database_url, true)
+        .await
+        .with_context(|| format!("database {}", args.database_url))?;
+    let bus = bus::open(args.redis.redis_url.as_deref(), &args.redis.bus_prefix)?;
+
+    let mut devices = Vec::new();
+    if let Some(file) = &args.devices {
+        devices.extend(collector::source::from_file(file)?);
+    }
+    let fleet = match args.simulate {
+        Some(n) if n > 0 => {
+            let fleet = start_fleet(n, &args.sim).await?;
+            devices.extend(fleet_entries(&fleet, &args.sim.sample_interval)?);
+            Some(fleet)
+        }
+        _ => None,
+    };
+    if devices.is_empty() {
+        tracing::warn!("No devices: pass --simulate N or --devices FILE");
+    }
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(collector::CollectorMetrics::register(&mut registry));
+    let state = web::AppState::new(store.clone(), bus.clone(), registry);
+    let listener = bind(args.listen.listen).await?;
+    let addr = listener.local_addr()?;
+    let count = devices.len();
+    let web_task = tokio::spawn(web::serve(
+        listener,
+        web::router(state),
+        shutdown.clone().cancelled_owned(),
+    ));
+    println!("netpulse is running with {count} devices: open http://{addr}/");
+    collector::run(
+        devices,
+        store,
+        bus,
+        metrics,
+        collector::CollectorConfig::default(),
+        shutdown.clone(),
+    )
+    .await?;
+    shutdown.cancelled().await;
+    web_task.await??;
+    if let Some(fleet) = fleet {
+        fleet.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn run_collector(args: CollectorArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_token();
+    let devices = collector::source::from_file(&args.devices)?;
+    let store = store::open(&args.database_url, true)
+        .await
+        .context("database")?;
+    let bus = bus::open(args.redis.redis_url.as_deref(), &args.redis.bus_prefix)?;
+    let mut registry = Registry::default();
+    let metrics = Arc::new(collector::CollectorMetrics::register(&mut registry));
+    let listener = bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    let ops = web::ops_router(store.clone(), Arc::new(registry));
+    let ops_task = tokio::spawn(web::serve(
+        listener,
+        ops,
+        shutdown.clone().cancelled_owned(),
+    ));
+    println!(
+        "netpulse collector is running with {} devices: metrics at http://{addr}/metrics",
+        devices.len()
+    );
+    collector::run(
+        devices,
+        store,
+        bus,
+        metrics,
+        collector::CollectorConfig::default(),
+        shutdown.clone(),
+    )
+    .await?;
+    shutdown.cancelled().await;
+    ops_task.await??;
+    Ok(())
+}
+
+async fn run_web(args: WebArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_token();
+    let store = store::open(&args.database_url, true)
+        .await
+        .context("database")?;
+    let bus = bus::open(args.redis.redis_url.as_deref(), &args.redis.bus_prefix)?;
+    let state = web::AppState::new(store, bus, Registry::default());
+    let listener = bind(args.listen.listen).await?;
+    let addr = listener.local_addr()?;
+    println!("netpulse web is running: open http://{addr}/");
+    web::serve(listener, web::router(state), shutdown.cancelled_owned()).await?;
+    Ok(())
+}
+
+async fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_token();
+    let fleet = start_fleet(args.devices, &args.sim).await?;
+    if let Some(file) = &args.write_devices {
+        let entries = fleet_entries(&fleet, &args.sim.sample_interval)?;
+        std::fs::write(file, devices_file::render(&entries))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        println!("wrote {} devices to {}", entries.len(), file.display());
+    }
+    for device in fleet.devices() {
+        println!("{} {}", device.name, device.addr);
+    }
+    println!(
+        "{} simulated devices running; Ctrl-C stops them",
+        fleet.devices().len()
+    );
+    shutdown.cancelled().await;
+    fleet.shutdown().await;
+    Ok(())
+}
+
+fn crdgen(args: CrdgenArgs) -> anyhow::Result<()> {
+    match args.out_dir {
+        Some(dir) => {
+            crds::write_crds(&dir).with_context(|| format!("cannot write {}", dir.display()))?;
+            for (file, _) in crds::crds() {
+                println!("wrote {}", dir.join(file).display());
+            }
+        }
+        None => {
+            for (_, yaml) in crds::crds() {
+                println!("---\n{}", yaml.trim_end());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let report = store::migrate(&args.database_url).await?;
+    println!(
+        "database schema at version {} ({} migrations applied now)",
+        report.version, report.applied
+    );
+    Ok(())
+}

@@ -1,0 +1,377 @@
+//! What both adapters share between the model and their rows: value columns, series kinds,
+//! device states, and the shaping of a sample batch into rows.
+
+use std::collections::HashMap;
+
+use model::{DeviceKey, DeviceState, Path, Sample, TimestampNs, Value};
+
+use crate::{Error, Result};
+
+/// The kind of a series: the kind of the first value written to it. Numbers are stored as
+/// `f64` whatever their kind; the kind says how to turn them back into a [`Value`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Int,
+    Uint,
+    Float,
+    Bool,
+    String,
+}
+
+impl Kind {
+    pub(crate) fn of(value: &Value) -> Self {
+        match value {
+            Value::Int(_) => Self::Int,
+            Value::Uint(_) => Self::Uint,
+            Value::Float(_) => Self::Float,
+            Value::Bool(_) => Self::Bool,
+            Value::String(_) => Self::String,
+        }
+    }
+
+    /// The name stored in `series.kind`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Int => "int",
+            Self::Uint => "uint",
+            Self::Float => "float",
+            Self::Bool => "bool",
+            Self::String => "string",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "int" => Self::Int,
+            "uint" => Self::Uint,
+            "float" => Self::Float,
+            "bool" => Self::Bool,
+            "string" => Self::String,
+            other => return Err(Error::Corrupt(format!("unknown series kind {other:?}"))),
+        })
+    }
+}
+
+/// The `(value, value_text)` columns of a value.
+///
+/// Numbers become `f64`: integers beyond ±2^53 (large `uint` counters, mostly) lose their
+/// low bits, which charts cannot show anyway; exact 64-bit counters would need a `numeric` or
+/// `bigint` column and are left to the rollup work. Booleans are stored as 0 and 1.
+pub(crate) fn encode(value: &Value) -> (Option<f64>, Option<String>) {
+    match value {
+        Value::String(s) => (None, Some(text(s))),
+        other => (other.as_f64(), None),
+    }
+}
+
+/// Free text (values, error messages) as stored: PostgreSQL text cannot hold NUL, so both
+/// backends store U+FFFD in its place and agree.
+pub(crate) fn text(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
+/// Rebuilds a value from its columns and its series' kind.
+///
+/// Text always reads back as text. A number reads back as the series kind when it fits that
+/// kind (so a series whose kind changed over time still returns what was stored) and as
+/// `Float` otherwise. Both columns NULL is a NaN on SQLite, which stores NaN as NULL.
+pub(crate) fn decode(kind: Kind, value: Option<f64>, text: Option<String>) -> Result<Value> {
+    if let Some(text) = text {
+        return Ok(Value::String(text));
+    }
+    let Some(v) = value else {
+        return match kind {
+            Kind::Float => Ok(Value::Float(f64::NAN)),
+            other => Err(Error::Corrupt(format!(
+                "{} sample without a value",
+                other.as_str()
+            ))),
+        };
+    };
+    // `i64::MAX as f64` rounds up to 2^63, and `as` saturates: a stored i64::MAX (or
+    // u64::MAX) reads back as itself.
+    let integral = v.is_finite() && v.fract() == 0.0;
+    Ok(match kind {
+        Kind::Int if integral && v >= i64::MIN as f64 && v <= i64::MAX as f64 => {
+            Value::Int(v as i64)
+        }
+        Kind::Uint if integral && v >= 0.0 && v <= u64::MAX as f64 => Value::Uint(v as u64),
+        Kind::Bool if v == 0.0 || v == 1.0 => Value::Bool(v == 1.0),
+        _ => Value::Float(v),
+    })
+}
+
+/// Parses a stored device state.
+pub(crate) fn state(s: &str) -> Result<DeviceState> {
+    DeviceState::parse(s).ok_or_else(|| Error::Corrupt(format!("unknown device state {s:?}")))
+}
+
+/// Parses a stored canonical path.
+pub(crate) fn path(s: &str) -> Result<Path> {
+    s.parse()
+        .map_err(|e| Error::Corrupt(format!("stored path is not canonical: {e}")))
+}
+
+/// A distinct series of a batch.
+#[derive(Debug)]
+pub(crate) struct SeriesKey<'a> {
+    pub device: &'a DeviceKey,
+    /// Canonical path string.
+    pub path: String,
+    /// Kind of its first sample in the batch, used if the series is created.
+    pub kind: Kind,
+}
+
+/// One sample of a batch, its series not resolved yet.
+#[derive(Debug)]
+struct PendingRow {
+    series: usize,
+    ts: i64,
+    value: Option<f64>,
+    text: Option<String>,
+}
+
+/// A batch split into its distinct series and its rows.
+#[derive(Debug)]
+pub(crate) struct Batch<'a> {
+    pub series: Vec<SeriesKey<'a>>,
+    rows: Vec<PendingRow>,
+}
+
+impl<'a> Batch<'a> {
+    /// Splits `samples`, converting timestamps to the backend's unit with `ts`.
+    pub(crate) fn new(samples: &'a [Sample], ts: impl Fn(TimestampNs) -> i64) -> Self {
+        let mut index: HashMap<(&DeviceKey, String), usize> = HashMap::new();
+        let mut series = Vec::new();
+        let mut rows = Vec::with_capacity(samples.len());
+        for sample in samples {
+            let path = sample.path.to_string();
+            let next = series.len();
+            let i = *index
+                .entry((&sample.device, path))
+                .or_insert_with_key(|key| {
+                    series.push(SeriesKey {
+                        device: key.0,
+                        path: key.1.clone(),
+                        kind: Kind::of(&sample.value),
+                    });
+                    next
+                });
+            let (value, text) = encode(&sample.value);
+            rows.push(PendingRow {
+                series: i,
+                ts: ts(sample.ts),
+                value,
+                text,
+            });
+        }
+        Self { series, rows }
+    }
+
+    /// Takes the rows out, with their resolved ids (`device_ids[i]`, `series_ids[i]` for
+    /// `self.series[i]`), in storage order.
+    pub(crate) fn take_rows(&mut self, device_ids: &[i64], series_ids: &[i64]) -> Rows {
+        let mut rows: Vec<Row> = std::mem::take(&mut self.rows)
+            .into_iter()
+            .map(|r| Row {
+                series_id: series_ids[r.series],
+                device_id: device_ids[r.series],
+                ts: r.ts,
+                value: r.value,
+                text: r.text,
+            })
+            .collect();
+        // One global order for every writer, so concurrent batches touching the same rows
+        // (an old and a new owner during a handoff) lock them in the same order and cannot
+        // deadlock. Stable: of two samples with one (series, ts), the first one is stored.
+        rows.sort_by_key(|r| (r.series_id, r.ts));
+        Rows { rows }
+    }
+}
+
+/// One sample ready for storage, `ts` in the backend's unit.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Row {
+    pub series_id: i64,
+    pub device_id: i64,
+    pub ts: i64,
+    pub value: Option<f64>,
+    pub text: Option<String>,
+}
+
+/// The rows of a batch, ordered by (series id, ts).
+#[derive(Debug)]
+pub(crate) struct Rows {
+    pub rows: Vec<Row>,
+}
+
+impl Rows {
+    /// The sample that becomes each series' last value: its newest one, the first of equals
+    /// (the one the insert keeps). Ordered by series id.
+    pub(crate) fn newest_per_series(&self) -> Vec<&Row> {
+        let mut newest: Vec<&Row> = Vec::new();
+        for row in &self.rows {
+            match newest.last_mut() {
+                Some(last) if last.series_id == row.series_id => {
+                    if row.ts > last.ts {
+                        *last = row;
+                    }
+                }
+                _ => newest.push(row),
+            }
+        }
+        newest
+    }
+
+    /// The newest timestamp of each device, ordered by device id.
+    pub(crate) fn newest_per_device(&self) -> Vec<(i64, i64)> {
+        let mut newest: HashMap<i64, i64> = HashMap::new();
+        for row in &self.rows {
+            let ts = newest.entry(row.device_id).or_insert(row.ts);
+            *ts = (*ts).max(row.ts);
+        }
+        let mut newest: Vec<(i64, i64)> = newest.into_iter().collect();
+        newest.sort_unstable();
+        newest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(device: &str, path: &str, ts: i64, value: Value) -> Sample {
+        Sample {
+            device: DeviceKey::new(device).expect("test value"),
+            path: path.parse().expect("test value"),
+            ts,
+            value,
+        }
+    }
+
+    #[test]
+    fn values_round_trip_through_their_columns() {
+        for value in [
+            Value::Int(-42),
+            Value::Int(i64::MIN),
+            Value::Int(i64::MAX),
+            Value::Uint(0),
+            Value::Uint(1 << 53),
+            Value::Uint(u64::MAX),
+            Value::Float(1.5),
+            Value::Float(-0.25),
+            Value::Float(f64::INFINITY),
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::String("UP".into()),
+            Value::String(String::new()),
+            Value::String("ünïcode ✓".into()),
+        ] {
+            let (v, t) = encode(&value);
+            assert_eq!(decode(Kind::of(&value), v, t).expect("test value"), value);
+        }
+    }
+
+    #[test]
+    fn nul_in_text_becomes_a_replacement_character() {
+        assert_eq!(
+            encode(&Value::String("a\0b".into())),
+            (None, Some("a\u{FFFD}b".into()))
+        );
+    }
+
+    #[test]
+    fn uint_beyond_2_pow_53_loses_low_bits() {
+        let (v, t) = encode(&Value::Uint((1 << 53) + 1));
+        assert_eq!(
+            decode(Kind::Uint, v, t).expect("test value"),
+            Value::Uint(1 << 53)
+        );
+    }
+
+    #[test]
+    fn numbers_that_do_not_fit_the_kind_read_back_as_floats() {
+        assert_eq!(
+            decode(Kind::Int, Some(1.5), None).expect("test value"),
+            Value::Float(1.5)
+        );
+        assert_eq!(
+            decode(Kind::Uint, Some(-1.0), None).expect("test value"),
+            Value::Float(-1.0)
+        );
+        assert_eq!(
+            decode(Kind::Bool, Some(2.0), None).expect("test value"),
+            Value::Float(2.0)
+        );
+        assert_eq!(
+            decode(Kind::String, Some(2.0), None).expect("test value"),
+            Value::Float(2.0)
+        );
+        assert_eq!(
+            decode(Kind::Int, None, Some("x".into())).expect("test value"),
+            Value::String("x".into())
+        );
+        assert!(matches!(decode(Kind::Float, None, None), Ok(Value::Float(v)) if v.is_nan()));
+        assert!(matches!(
+            decode(Kind::Int, None, None),
+            Err(Error::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn kinds_and_states_parse_their_stored_names() {
+        for kind in [Kind::Int, Kind::Uint, Kind::Float, Kind::Bool, Kind::String] {
+            assert_eq!(Kind::parse(kind.as_str()).expect("test value"), kind);
+        }
+        assert!(matches!(Kind::parse("u64"), Err(Error::Corrupt(_))));
+        assert_eq!(state("synced").expect("test value"), DeviceState::Synced);
+        assert!(matches!(state("up"), Err(Error::Corrupt(_))));
+        assert!(matches!(path("no-slash"), Err(Error::Corrupt(_))));
+    }
+
+    #[test]
+    fn batches_group_series_and_order_rows() {
+        let samples = vec![
+            sample("b", "/x", 30, Value::Uint(3)),
+            sample("a", "/y", 10, Value::String("up".into())),
+            sample("b", "/x", 10, Value::Uint(1)),
+            sample("b", "/x", 30, Value::Uint(99)),
+            sample("b", "/x", 20, Value::Float(2.0)),
+        ];
+        let batch = Batch::new(&samples, |ns| ns / 10);
+        let keys: Vec<(&str, &str, Kind)> = batch
+            .series
+            .iter()
+            .map(|s| (s.device.as_str(), s.path.as_str(), s.kind))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![("b", "/x", Kind::Uint), ("a", "/y", Kind::String)]
+        );
+
+        let mut batch = batch;
+        let rows = batch.take_rows(&[7, 6], &[20, 10]);
+        let order: Vec<(i64, i64, Option<f64>)> = rows
+            .rows
+            .iter()
+            .map(|r| (r.series_id, r.ts, r.value))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (10, 1, None),
+                (20, 1, Some(1.0)),
+                (20, 2, Some(2.0)),
+                (20, 3, Some(3.0)),
+                (20, 3, Some(99.0)),
+            ]
+        );
+        let newest: Vec<(i64, i64, Option<f64>)> = rows
+            .newest_per_series()
+            .iter()
+            .map(|r| (r.series_id, r.ts, r.value))
+            .collect();
+        assert_eq!(newest, vec![(10, 1, None), (20, 3, Some(3.0))]);
+        assert_eq!(rows.newest_per_device(), vec![(6, 1), (7, 3)]);
+    }
+}

@@ -1,0 +1,579 @@
+//! The behaviour every [`Store`] must show, as async test cases over `Arc<dyn Store>`.
+//!
+//! Each adapter's test module runs every case against a fresh, migrated store by passing a
+//! macro to [`for_each_case`], so a new case runs on every backend at once. Timestamps here
+//! are whole microseconds: PostgreSQL stores no finer (see the `postgres` module).
+
+use std::sync::Arc;
+
+use model::{DeviceEvent, DeviceKey, DeviceState, Path, Sample, TimestampNs, Value};
+
+use crate::{DeviceInfo, Point, Store, WriteReport};
+
+/// Calls `$m! { case, ... }` with the name of every conformance case.
+macro_rules! for_each_case {
+    ($m:ident) => {
+        $m! {
+            upsert_and_list_devices,
+            round_trip_every_value_kind,
+            nan_reads_back_as_nan,
+            nul_in_text_is_replaced,
+            writes_are_idempotent,
+            duplicates_within_a_batch_keep_the_first,
+            series_list_their_last_values,
+            older_samples_do_not_move_last_values,
+            a_series_keeps_values_of_other_kinds,
+            record_event_is_reflected_in_device,
+            late_events_do_not_change_the_state,
+            unknown_device_is_none,
+            range_bounds_are_inclusive_and_ordered,
+            ten_thousand_samples_in_one_call,
+            concurrent_overlapping_writes,
+            ping_answers,
+        }
+    };
+}
+pub(crate) use for_each_case;
+
+const US: TimestampNs = 1_000;
+/// 2026-01-01T00:00:00Z, a realistic device timestamp.
+const T0: TimestampNs = 1_767_225_600_000_000_000;
+
+fn key(name: &str) -> DeviceKey {
+    DeviceKey::new(name).expect("valid device name")
+}
+
+fn path(s: &str) -> Path {
+    s.parse().expect("valid path")
+}
+
+fn sample(device: &str, p: &str, ts: TimestampNs, value: Value) -> Sample {
+    Sample {
+        device: key(device),
+        path: path(p),
+        ts,
+        value,
+    }
+}
+
+fn info(name: &str, address: &str) -> DeviceInfo {
+    DeviceInfo {
+        name: key(name),
+        address: address.to_owned(),
+    }
+}
+
+fn report(written: u64, duplicates: u64) -> WriteReport {
+    WriteReport {
+        written,
+        duplicates,
+    }
+}
+
+async fn all_points(store: &Arc<dyn Store>, device: &str, p: &str) -> Vec<Point> {
+    store
+        .range(&key(device), &path(p), TimestampNs::MIN, TimestampNs::MAX)
+        .await
+        .expect("range")
+}
+
+pub(crate) async fn upsert_and_list_devices(store: Arc<dyn Store>) {
+    store.upsert_devices(&[]).await.expect("empty upsert");
+    assert!(store.devices().await.expect("devices").is_empty());
+
+    // Names whose order differs between byte order and natural-language collations.
+    store
+        .upsert_devices(&[
+            info("ab", "10.0.0.1:57400"),
+            info("a-b", "10.0.0.2:57400"),
+            info("a1", "10.0.0.3:57400"),
+            info("a.b", "10.0.0.4:57400"),
+        ])
+        .await
+        .expect("upsert");
+    let devices = store.devices().await.expect("devices");
+    let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["a-b", "a.b", "a1", "ab"]);
+    let first = &devices[0];
+    assert_eq!(first.address, "10.0.0.2:57400");
+    assert_eq!(first.state, DeviceState::Pending);
+    assert_eq!(first.last_error, None);
+    assert_eq!(first.state_since, None);
+    assert_eq!(first.last_sample, None);
+    assert_eq!(first.series, 0);
+
+    // Updates the address of known devices, adds new ones, leaves the others alone; of two
+    // entries for one name the last wins.
+    store
+        .upsert_devices(&[
+            info("ab", "192.0.2.1:6030"),
+            info("zz", "192.0.2.9:6030"),
+            info("zz", "192.0.2.10:6030"),
+        ])
+        .await
+        .expect("second upsert");
+    let devices = store.devices().await.expect("devices");
+    let listed: Vec<(&str, &str)> = devices
+        .iter()
+        .map(|d| (d.name.as_str(), d.address.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("a-b", "10.0.0.2:57400"),
+            ("a.b", "10.0.0.4:57400"),
+            ("a1", "10.0.0.3:57400"),
+            ("ab", "192.0.2.1:6030"),
+            ("zz", "192.0.2.10:6030"),
+        ]
+    );
+    let one = store.device(&key("ab")).await.expect("device");
+    assert_eq!(
+        one.as_ref(),
+        devices.iter().find(|d| d.name.as_str() == "ab")
+    );
+}
+
+pub(crate) async fn round_trip_every_value_kind(store: Arc<dyn Store>) {
+    let values = [
+        ("/int", Value::Int(-42)),
+        ("/int-min", Value::Int(i64::MIN)),
+        ("/int-max", Value::Int(i64::MAX)),
+        ("/uint", Value::Uint(1 << 53)),
+        ("/uint-max", Value::Uint(u64::MAX)),
+        ("/float", Value::Float(1.5)),
+        ("/float-tiny", Value::Float(-2.5e-300)),
+        ("/float-inf", Value::Float(f64::NEG_INFINITY)),
+        ("/bool-true", Value::Bool(true)),
+        ("/bool-false", Value::Bool(false)),
+        ("/string", Value::String("UP".into())),
+        ("/string-empty", Value::String(String::new())),
+        (
+            "/string-unicode",
+            Value::String("liên kết ✓ [x=1]/'\"".into()),
+        ),
+    ];
+    // Before, at and after the epoch.
+    let times = [-1_000 * US, 0, T0];
+    let samples: Vec<Sample> = values
+        .iter()
+        .flat_map(|(p, v)| times.iter().map(|&ts| sample("leaf1", p, ts, v.clone())))
+        .collect();
+    let written = store.write_samples(&samples).await.expect("write");
+    assert_eq!(written, report(39, 0));
+    for (p, value) in &values {
+        let points = all_points(&store, "leaf1", p).await;
+        let expected: Vec<Point> = times
+            .iter()
+            .map(|&ts| Point {
+                ts,
+                value: value.clone(),
+            })
+            .collect();
+        assert_eq!(points, expected, "{p}");
+    }
+    let device = store.device(&key("leaf1")).await.expect("device");
+    let device = device.expect("writing creates the device");
+    assert_eq!(device.address, "");
+    assert_eq!(device.series, 13);
+    assert_eq!(device.last_sample, Some(T0));
+}
+
+pub(crate) async fn nan_reads_back_as_nan(store: Arc<dyn Store>) {
+    let nan = sample("leaf1", "/f", T0, Value::Float(f64::NAN));
+    store.write_samples(&[nan]).await.expect("write");
+    let points = all_points(&store, "leaf1", "/f").await;
+    assert_eq!(points.len(), 1);
+    assert!(
+        matches!(points[0].value, Value::Float(v) if v.is_nan()),
+        "{points:?}"
+    );
+    let series = store.series(&key("leaf1")).await.expect("series");
+    assert!(
+        matches!(series[0].last_value, Value::Float(v) if v.is_nan()),
+        "{series:?}"
+    );
+}
+
+pub(crate) async fn nul_in_text_is_replaced(store: Arc<dyn Store>) {
+    let s = sample("leaf1", "/desc", T0, Value::String("a\0b".into()));
+    store.write_samples(&[s]).await.expect("write");
+    let points = all_points(&store, "leaf1", "/desc").await;
+    assert_eq!(points[0].value, Value::String("a\u{FFFD}b".into()));
+    let event = DeviceEvent {
+        device: key("leaf1"),
+        state: DeviceState::Unreachable,
+        error: Some("bad\0byte".into()),
+        ts: T0,
+    };
+    store.record_event(&event).await.expect("event");
+    let device = store
+        .device(&key("leaf1"))
+        .await
+        .expect("device")
+        .expect("known");
+    assert_eq!(device.last_error.as_deref(), Some("bad\u{FFFD}byte"));
+}
+
+fn counters(device: &str, n: i64) -> Vec<Sample> {
+    (0..n)
+        .map(|i| {
+            let p = format!("/interfaces/interface[name=Ethernet{}]/in-octets", i % 5);
+            sample(device, &p, T0 + i * US, Value::Uint(i as u64 * 100))
+        })
+        .collect()
+}
+
+pub(crate) async fn writes_are_idempotent(store: Arc<dyn Store>) {
+    let batch = counters("leaf1", 50);
+    assert_eq!(
+        store.write_samples(&batch).await.expect("write"),
+        report(50, 0)
+    );
+    let p = "/interfaces/interface[name=Ethernet3]/in-octets";
+    let before = all_points(&store, "leaf1", p).await;
+    assert_eq!(before.len(), 10);
+    let series_before = store.series(&key("leaf1")).await.expect("series");
+
+    assert_eq!(
+        store.write_samples(&batch).await.expect("rewrite"),
+        report(0, 50)
+    );
+    assert_eq!(all_points(&store, "leaf1", p).await, before);
+    assert_eq!(
+        store.series(&key("leaf1")).await.expect("series"),
+        series_before
+    );
+
+    // Half old, half new.
+    let mut mixed = counters("leaf1", 60);
+    mixed.drain(..25);
+    assert_eq!(
+        store.write_samples(&mixed).await.expect("mixed"),
+        report(10, 25)
+    );
+    assert_eq!(store.write_samples(&[]).await.expect("empty"), report(0, 0));
+}
+
+pub(crate) async fn duplicates_within_a_batch_keep_the_first(store: Arc<dyn Store>) {
+    let batch = [
+        sample("leaf1", "/x", T0, Value::Int(1)),
+        sample("leaf1", "/x", T0, Value::Int(2)),
+        sample("leaf1", "/x", T0 + US, Value::Int(3)),
+    ];
+    assert_eq!(
+        store.write_samples(&batch).await.expect("write"),
+        report(2, 1)
+    );
+    let points = all_points(&store, "leaf1", "/x").await;
+    let values: Vec<&Value> = points.iter().map(|p| &p.value).collect();
+    assert_eq!(values, [&Value::Int(1), &Value::Int(3)]);
+}
+
+pub(crate) async fn series_list_their_last_values(store: Arc<dyn Store>) {
+    let batch = [
+        sample(
+            "spine1",
+            "/system/state/hostname",
+            T0,
+            Value::String("spine1".into()),
+        ),
+        sample("spine1", "/b/counter", T0 + 2 * US, Value::Uint(20)),
+        sample("spine1", "/b/counter", T0 + 3 * US, Value::Uint(30)),
+        sample("spine1", "/b/counter", T0 + US, Value::Uint(10)),
+        sample("spine1", "openconfig:/a/up", T0 + 5 * US, Value::Bool(true)),
+        sample("spine1", "/b/counter[k=v]", T0, Value::Float(0.5)),
+        sample("spine2", "/b/counter", T0 + 9 * US, Value::Uint(99)),
+    ];
+    store.write_samples(&batch).await.expect("write");
+    let series = store.series(&key("spine1")).await.expect("series");
+    let listed: Vec<(String, TimestampNs, Value)> = series
+        .into_iter()
+        .map(|s| (s.path.to_string(), s.last_ts, s.last_value))
+        .collect();
+    // Ordered by the canonical path string, byte by byte.
+    assert_eq!(
+        listed,
+        [
+            ("/b/counter".to_owned(), T0 + 3 * US, Value::Uint(30)),
+            ("/b/counter[k=v]".to_owned(), T0, Value::Float(0.5)),
+            (
+                "/system/state/hostname".to_owned(),
+                T0,
+                Value::String("spine1".into())
+            ),
+            (
+                "openconfig:/a/up".to_owned(),
+                T0 + 5 * US,
+                Value::Bool(true)
+            ),
+        ]
+    );
+    let spine1 = store
+        .device(&key("spine1"))
+        .await
+        .expect("device")
+        .expect("known");
+    assert_eq!(spine1.series, 4);
+    assert_eq!(spine1.last_sample, Some(T0 + 5 * US));
+    let devices = store.devices().await.expect("devices");
+    let summary: Vec<(&str, i64, Option<TimestampNs>)> = devices
+        .iter()
+        .map(|d| (d.name.as_str(), d.series, d.last_sample))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("spine1", 4, Some(T0 + 5 * US)),
+            ("spine2", 1, Some(T0 + 9 * US))
+        ]
+    );
+}
+
+pub(crate) async fn older_samples_do_not_move_last_values(store: Arc<dyn Store>) {
+    let newer = [sample("leaf1", "/x", T0 + 10 * US, Value::Int(10))];
+    store.write_samples(&newer).await.expect("write");
+    let late = [
+        sample("leaf1", "/x", T0 + 5 * US, Value::Int(5)),
+        sample("leaf1", "/y", T0, Value::Int(0)),
+    ];
+    assert_eq!(
+        store.write_samples(&late).await.expect("late"),
+        report(2, 0)
+    );
+    let series = store.series(&key("leaf1")).await.expect("series");
+    assert_eq!(series[0].last_ts, T0 + 10 * US);
+    assert_eq!(series[0].last_value, Value::Int(10));
+    let device = store
+        .device(&key("leaf1"))
+        .await
+        .expect("device")
+        .expect("known");
+    assert_eq!(device.last_sample, Some(T0 + 10 * US));
+    // The late sample is stored all the same.
+    assert_eq!(all_points(&store, "leaf1", "/x").await.len(), 2);
+}
+
+pub(crate) async fn a_series_keeps_values_of_other_kinds(store: Arc<dyn Store>) {
+    let batch = [
+        sample("leaf1", "/x", T0, Value::Uint(7)),
+        sample("leaf1", "/x", T0 + US, Value::Float(1.5)),
+        sample("leaf1", "/x", T0 + 2 * US, Value::String("n/a".into())),
+        sample("leaf1", "/x", T0 + 3 * US, Value::Int(8)),
+    ];
+    store.write_samples(&batch).await.expect("write");
+    let values: Vec<Value> = all_points(&store, "leaf1", "/x")
+        .await
+        .into_iter()
+        .map(|p| p.value)
+        .collect();
+    // Whole numbers read back as the series kind (that of the first value).
+    assert_eq!(
+        values,
+        [
+            Value::Uint(7),
+            Value::Float(1.5),
+            Value::String("n/a".into()),
+            Value::Uint(8)
+        ]
+    );
+}
+
+fn event(device: &str, state: DeviceState, error: Option<&str>, ts: TimestampNs) -> DeviceEvent {
+    DeviceEvent {
+        device: key(device),
+        state,
+        error: error.map(str::to_owned),
+        ts,
+    }
+}
+
+pub(crate) async fn record_event_is_reflected_in_device(store: Arc<dyn Store>) {
+    store
+        .upsert_devices(&[info("leaf1", "10.0.0.1:57400")])
+        .await
+        .expect("upsert");
+    let get = || async {
+        let device = store.device(&key("leaf1")).await.expect("device");
+        let device = device.expect("known");
+        (device.state, device.last_error, device.state_since)
+    };
+
+    let connecting = event("leaf1", DeviceState::Connecting, None, T0);
+    store.record_event(&connecting).await.expect("event");
+    assert_eq!(get().await, (DeviceState::Connecting, None, Some(T0)));
+
+    let synced = event("leaf1", DeviceState::Synced, None, T0 + US);
+    store.record_event(&synced).await.expect("event");
+    assert_eq!(get().await, (DeviceState::Synced, None, Some(T0 + US)));
+
+    // The same state again: still synced since the first time.
+    let again = event("leaf1", DeviceState::Synced, None, T0 + 2 * US);
+    store.record_event(&again).await.expect("event");
+    assert_eq!(get().await, (DeviceState::Synced, None, Some(T0 + US)));
+
+    let down = event(
+        "leaf1",
+        DeviceState::Unreachable,
+        Some("connection refused"),
+        T0 + 3 * US,
+    );
+    store.record_event(&down).await.expect("event");
+    let expected = (
+        DeviceState::Unreachable,
+        Some("connection refused".to_owned()),
+        Some(T0 + 3 * US),
+    );
+    assert_eq!(get().await, expected);
+    let device = store
+        .device(&key("leaf1"))
+        .await
+        .expect("device")
+        .expect("known");
+    assert_eq!(
+        device.address, "10.0.0.1:57400",
+        "events leave the address alone"
+    );
+
+    // An event for an unknown device creates it.
+    let new = event("leaf9", DeviceState::Connecting, None, T0);
+    store.record_event(&new).await.expect("event");
+    let leaf9 = store
+        .device(&key("leaf9"))
+        .await
+        .expect("device")
+        .expect("created");
+    assert_eq!(
+        (leaf9.address.as_str(), leaf9.state),
+        ("", DeviceState::Connecting)
+    );
+}
+
+pub(crate) async fn late_events_do_not_change_the_state(store: Arc<dyn Store>) {
+    let synced = event("leaf1", DeviceState::Synced, None, T0 + 10 * US);
+    store.record_event(&synced).await.expect("event");
+    let late = event("leaf1", DeviceState::Unreachable, Some("timeout"), T0);
+    store.record_event(&late).await.expect("late event");
+    let device = store
+        .device(&key("leaf1"))
+        .await
+        .expect("device")
+        .expect("known");
+    assert_eq!(
+        (device.state, device.last_error, device.state_since),
+        (DeviceState::Synced, None, Some(T0 + 10 * US))
+    );
+}
+
+pub(crate) async fn unknown_device_is_none(store: Arc<dyn Store>) {
+    store
+        .write_samples(&[sample("leaf1", "/x", T0, Value::Int(1))])
+        .await
+        .expect("write");
+    assert_eq!(store.device(&key("nope")).await.expect("device"), None);
+    assert!(store.series(&key("nope")).await.expect("series").is_empty());
+    assert!(all_points(&store, "nope", "/x").await.is_empty());
+    assert!(all_points(&store, "leaf1", "/y").await.is_empty());
+}
+
+pub(crate) async fn range_bounds_are_inclusive_and_ordered(store: Arc<dyn Store>) {
+    // Written out of order, across two batches, beside a neighbour series.
+    let ts = |i: i64| T0 + i * US;
+    let first: Vec<Sample> = [7, 1, 9, 3, 5]
+        .into_iter()
+        .map(|i| sample("leaf1", "/x", ts(i), Value::Int(i)))
+        .collect();
+    let second: Vec<Sample> = [2, 10, 6, 4, 8]
+        .into_iter()
+        .map(|i| sample("leaf1", "/x", ts(i), Value::Int(i)))
+        .chain([sample("leaf1", "/y", ts(5), Value::Int(-1))])
+        .collect();
+    store.write_samples(&first).await.expect("write");
+    store.write_samples(&second).await.expect("write");
+
+    let range = |from: TimestampNs, to: TimestampNs| {
+        let store = store.clone();
+        async move {
+            let points = store
+                .range(&key("leaf1"), &path("/x"), from, to)
+                .await
+                .expect("range");
+            points
+                .into_iter()
+                .map(|p| {
+                    assert_eq!(p.value, Value::Int((p.ts - T0) / US), "value matches ts");
+                    (p.ts - T0) / US
+                })
+                .collect::<Vec<i64>>()
+        }
+    };
+    assert_eq!(range(ts(3), ts(7)).await, [3, 4, 5, 6, 7]);
+    assert_eq!(range(ts(3) + 1, ts(7) - 1).await, [4, 5, 6]);
+    assert_eq!(range(ts(5), ts(5)).await, [5]);
+    assert_eq!(range(ts(7), ts(3)).await, Vec::<i64>::new());
+    assert_eq!(range(ts(11), ts(20)).await, Vec::<i64>::new());
+    assert_eq!(
+        range(TimestampNs::MIN, TimestampNs::MAX).await,
+        (1..=10).collect::<Vec<i64>>()
+    );
+}
+
+pub(crate) async fn ten_thousand_samples_in_one_call(store: Arc<dyn Store>) {
+    // 2 devices x 50 paths x 100 timestamps.
+    let samples: Vec<Sample> = (0..10_000_i64)
+        .map(|i| {
+            let device = if i % 2 == 0 { "leaf1" } else { "leaf2" };
+            let p = format!(
+                "/interfaces/interface[name=eth{}]/counters/in-octets",
+                (i / 2) % 50
+            );
+            sample(device, &p, T0 + (i / 100) * US, Value::Uint(i as u64))
+        })
+        .collect();
+    assert_eq!(
+        store.write_samples(&samples).await.expect("write"),
+        report(10_000, 0)
+    );
+    let devices = store.devices().await.expect("devices");
+    let counts: Vec<(&str, i64)> = devices
+        .iter()
+        .map(|d| (d.name.as_str(), d.series))
+        .collect();
+    assert_eq!(counts, [("leaf1", 50), ("leaf2", 50)]);
+    let points = all_points(
+        &store,
+        "leaf2",
+        "/interfaces/interface[name=eth7]/counters/in-octets",
+    )
+    .await;
+    assert_eq!(points.len(), 100);
+    assert!(points.windows(2).all(|w| w[0].ts < w[1].ts));
+    assert_eq!(
+        store.write_samples(&samples).await.expect("rewrite"),
+        report(0, 10_000)
+    );
+}
+
+pub(crate) async fn concurrent_overlapping_writes(store: Arc<dyn Store>) {
+    // Two owners of one device during a handoff write overlapping batches at once.
+    let old_owner = counters("leaf1", 400);
+    let new_owner: Vec<Sample> = counters("leaf1", 600).into_iter().skip(200).rev().collect();
+    let (a, b) = tokio::join!(
+        store.write_samples(&old_owner),
+        store.write_samples(&new_owner)
+    );
+    let (a, b) = (a.expect("old owner"), b.expect("new owner"));
+    assert_eq!(a.written + b.written, 600);
+    assert_eq!(a.duplicates + b.duplicates, 200);
+    let device = store
+        .device(&key("leaf1"))
+        .await
+        .expect("device")
+        .expect("known");
+    assert_eq!(device.series, 5);
+    assert_eq!(device.last_sample, Some(T0 + 599 * US));
+}
+
+pub(crate) async fn ping_answers(store: Arc<dyn Store>) {
+    store.ping().await.expect("ping");
+}

@@ -1,0 +1,867 @@
+//! The PostgreSQL adapter: the production store.
+//!
+//! Timestamps are `timestamptz`, which holds microseconds: nanosecond timestamps are
+//! truncated (floored) to the microsecond on write and read back as whole microseconds.
+//! Range bounds apply to the stored values (`from` rounds up, `to` down), and two samples of
+//! one series within the same microsecond are one sample (the second is a duplicate).
+//!
+//! Batches are written with one statement per step over `unnest`ed arrays, so a batch costs
+//! a handful of round trips whatever its size.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use model::{DeviceEvent, DeviceKey, Path, Sample, TimestampNs};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
+
+use crate::cache::{IdCache, Known};
+use crate::codec::{self, Batch, Kind, SeriesKey};
+use crate::schema::{self, Applied};
+use crate::{
+    DeviceInfo, DeviceSummary, Error, MigrationReport, Point, Result, SeriesSummary, Store,
+    WriteReport,
+};
+
+/// The migrations in `migrations/postgres`, embedded at compile time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+const NS_PER_US: i64 = 1_000;
+
+/// How long to wait for a pooled connection (including the first one) before giving up.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects a pool to the server named by `url`.
+///
+/// One probe connection first, so that an unreachable server, a refused login or a missing
+/// database fail at once with their own message (the pool would retry a refused connection
+/// until its timeout and then only say that it timed out).
+pub(crate) async fn connect(url: &str) -> Result<PgPool> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(Error::Connect)?
+        .application_name("netpulse");
+    let probe = tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect())
+        .await
+        .map_err(|_| Error::Connect(sqlx::Error::PoolTimedOut))?
+        .map_err(Error::Connect)?;
+    probe.close().await.map_err(Error::Connect)?;
+    Ok(PgPoolOptions::new()
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options))
+}
+
+/// Applies pending migrations after refusing a newer schema.
+pub(crate) async fn migrate(pool: &PgPool) -> Result<MigrationReport> {
+    let before = applied(pool).await?;
+    schema::check(&MIGRATOR, &before, false)?;
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| schema::run_error(&MIGRATOR, e))?;
+    let report = schema::report(&before, &applied(pool).await?);
+    if report.applied > 0 {
+        tracing::info!(
+            applied = report.applied,
+            version = report.version,
+            "PostgreSQL schema migrated"
+        );
+    }
+    Ok(report)
+}
+
+/// The rows of sqlx's migration table; none when it does not exist yet.
+async fn applied(pool: &PgPool) -> Result<Vec<Applied>> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(i64, bool, Vec<u8>)> =
+        sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(version, success, checksum)| Applied {
+            version,
+            success,
+            checksum,
+        })
+        .collect())
+}
+
+/// Nanoseconds to the stored microseconds.
+fn to_us(ns: TimestampNs) -> i64 {
+    ns.div_euclid(NS_PER_US)
+}
+
+/// Stored microseconds to a `timestamptz` parameter.
+fn timestamptz(us: i64) -> DateTime<Utc> {
+    // Cannot saturate: i64 nanoseconds span ±292 years, chrono ±262,000.
+    DateTime::from_timestamp_micros(us).unwrap_or(if us < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
+}
+
+/// A stored `timestamptz` back to nanoseconds.
+fn from_timestamptz(ts: DateTime<Utc>) -> Result<TimestampNs> {
+    ts.timestamp_micros()
+        .checked_mul(NS_PER_US)
+        .ok_or_else(|| Error::Corrupt(format!("timestamp {ts} is outside the nanosecond range")))
+}
+
+/// The store over a PostgreSQL pool.
+#[derive(Debug)]
+pub(crate) struct PgStore {
+    pool: PgPool,
+    ids: IdCache,
+}
+
+impl PgStore {
+    /// Connects and migrates (or checks) the schema; see [`crate::open`].
+    pub(crate) async fn open(url: &str, migrate: bool) -> Result<Self> {
+        let pool = connect(url).await?;
+        if migrate {
+            self::migrate(&pool).await?;
+        } else {
+            schema::check(&MIGRATOR, &applied(&pool).await?, true)?;
+        }
+        Ok(Self {
+            pool,
+            ids: IdCache::default(),
+        })
+    }
+}
+
+/// Resolves the device and series ids of a batch's series, creating missing rows.
+/// `known` holds what the cache knew, one entry per series.
+async fn resolve_ids(
+    conn: &mut PgConnection,
+    series: &[SeriesKey<'_>],
+    known: &[Known],
+) -> Result<(Vec<i64>, Vec<i64>)> {
+    let missing_devices: BTreeSet<&str> = series
+        .iter()
+        .zip(known)
+        .filter(|(_, k)| k.device.is_none())
+        .map(|(s, _)| s.device.as_str())
+        .collect();
+    let mut device_by_name: HashMap<String, i64> = HashMap::new();
+    if !missing_devices.is_empty() {
+        // Sorted, so that concurrent writers take the unique-index locks in one order.
+        let names: Vec<&str> = missing_devices.into_iter().collect();
+        sqlx::query(
+            "INSERT INTO devices (name) SELECT * FROM unnest($1::text[]) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&names)
+        .execute(&mut *conn)
+        .await?;
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, name FROM devices WHERE name = ANY($1::text[])")
+                .bind(&names)
+                .fetch_all(&mut *conn)
+                .await?;
+        device_by_name = rows.into_iter().map(|(id, name)| (name, id)).collect();
+    }
+    let device_ids = series
+        .iter()
+        .zip(known)
+        .map(|(s, k)| {
+            k.device
+                .or_else(|| device_by_name.get(s.device.as_str()).copied())
+                .ok_or_else(|| Error::Corrupt(format!("device {} was not created", s.device)))
+        })
+        .collect::<Result<Vec<i64>>>()?;
+
+    let mut missing: Vec<(i64, &str, Kind)> = series
+        .iter()
+        .zip(known)
+        .zip(&device_ids)
+        .filter(|((_, k), _)| k.series.is_none())
+        .map(|((s, _), &device)| (device, s.path.as_str(), s.kind))
+        .collect();
+    let mut series_by_key: HashMap<(i64, String), i64> = HashMap::new();
+    if !missing.is_empty() {
+        missing.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let devices: Vec<i64> = missing.iter().map(|m| m.0).collect();
+        let paths: Vec<&str> = missing.iter().map(|m| m.1).collect();
+        let kinds: Vec<&str> = missing.iter().map(|m| m.2.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO series (device_id, path, kind) \
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) \
+             ON CONFLICT (device_id, path) DO NOTHING",
+        )
+        .bind(&devices)
+        .bind(&paths)
+        .bind(&kinds)
+        .execute(&mut *conn)
+        .await?;
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT s.id, s.device_id, s.path FROM series s \
+             JOIN unnest($1::bigint[], $2::text[]) AS u (device_id, path) \
+               ON s.device_id = u.device_id AND s.path = u.path",
+        )
+        .bind(&devices)
+        .bind(&paths)
+        .fetch_all(&mut *conn)
+        .await?;
+        series_by_key = rows
+            .into_iter()
+            .map(|(id, device, path)| ((device, path), id))
+            .collect();
+    }
+    let series_ids = series
+        .iter()
+        .zip(known)
+        .zip(&device_ids)
+        .map(|((s, k), &device)| {
+            k.series
+                .or_else(|| series_by_key.get(&(device, s.path.clone())).copied())
+                .ok_or_else(|| {
+                    Error::Corrupt(format!("series {} {} was not created", s.device, s.path))
+                })
+        })
+        .collect::<Result<Vec<i64>>>()?;
+    Ok((device_ids, series_ids))
+}
+
+fn device_summary(row: &PgRow) -> Result<DeviceSummary> {
+    let name: String = row.try_get("name")?;
+    let state: String = row.try_get("state")?;
+    let state_since: Option<DateTime<Utc>> = row.try_get("state_since")?;
+    let last_sample: Option<DateTime<Utc>> = row.try_get("last_sample")?;
+    Ok(DeviceSummary {
+        name: DeviceKey::new(name).map_err(|e| Error::Corrupt(e.to_string()))?,
+        address: row.try_get("address")?,
+        state: codec::state(&state)?,
+        last_error: row.try_get("last_error")?,
+        state_since: state_since.map(from_timestamptz).transpose()?,
+        last_sample: last_sample.map(from_timestamptz).transpose()?,
+        series: row.try_get("series")?,
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn upsert_devices(&self, devices: &[DeviceInfo]) -> Result<()> {
+        // One row per name (the last one wins): ON CONFLICT DO UPDATE refuses to touch a row
+        // twice in one statement. Sorted, for a stable lock order.
+        let by_name: BTreeMap<&str, &str> = devices
+            .iter()
+            .map(|d| (d.name.as_str(), d.address.as_str()))
+            .collect();
+        if by_name.is_empty() {
+            return Ok(());
+        }
+        let (names, addresses): (Vec<&str>, Vec<&str>) = by_name.into_iter().unzip();
+        sqlx::query(
+            "INSERT INTO devices (name, address) SELECT * FROM unnest($1::text[], $2::text[]) \
+             ON CONFLICT (name) DO UPDATE SET address = EXCLUDED.address \
+             WHERE devices.address IS DISTINCT FROM EXCLUDED.address",
+        )
+        .bind(&names)
+        .bind(&addresses)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_event(&self, event: &DeviceEvent) -> Result<()> {
+        let ts = timestamptz(to_us(event.ts));
+        let error = event.error.as_deref().map(codec::text);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO devices (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(event.device.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let device_id: i64 = sqlx::query_scalar("SELECT id FROM devices WHERE name = $1")
+            .bind(event.device.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        // An event older than the current state (late delivery) is kept in the history but
+        // does not change the current state; repeating the current state keeps its start.
+        sqlx::query(
+            "UPDATE devices SET state = $2, last_error = $3, \
+               state_since = CASE WHEN state = $2 AND state_since IS NOT NULL \
+                                  THEN state_since ELSE $4 END \
+             WHERE id = $1 AND (state_since IS NULL OR state_since <= $4)",
+        )
+        .bind(device_id)
+        .bind(event.state.as_str())
+        .bind(error.as_deref())
+        .bind(ts)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO device_events (device_id, ts, state, error) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(device_id)
+        .bind(ts)
+        .bind(event.state.as_str())
+        .bind(error.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn write_samples(&self, samples: &[Sample]) -> Result<WriteReport> {
+        if samples.is_empty() {
+            return Ok(WriteReport::default());
+        }
+        let mut batch = Batch::new(samples, to_us);
+        let known = self.ids.lookup(&batch.series);
+        let mut tx = self.pool.begin().await?;
+        let (device_ids, series_ids) = resolve_ids(&mut tx, &batch.series, &known).await?;
+        let rows = batch.take_rows(&device_ids, &series_ids);
+
+        let ids: Vec<i64> = rows.rows.iter().map(|r| r.series_id).collect();
+        let ts: Vec<DateTime<Utc>> = rows.rows.iter().map(|r| timestamptz(r.ts)).collect();
+        let values: Vec<Option<f64>> = rows.rows.iter().map(|r| r.value).collect();
+        let texts: Vec<Option<&str>> = rows.rows.iter().map(|r| r.text.as_deref()).collect();
+        let written = sqlx::query(
+            "INSERT INTO samples (series_id, ts, value, value_text) \
+             SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::float8[], $4::text[]) \
+             ON CONFLICT (series_id, ts) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&ts)
+        .bind(&values)
+        .bind(&texts)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+
+        let newest = rows.newest_per_series();
+        let ids: Vec<i64> = newest.iter().map(|r| r.series_id).collect();
+        let ts: Vec<DateTime<Utc>> = newest.iter().map(|r| timestamptz(r.ts)).collect();
+        let values: Vec<Option<f64>> = newest.iter().map(|r| r.value).collect();
+        let texts: Vec<Option<&str>> = newest.iter().map(|r| r.text.as_deref()).collect();
+        sqlx::query(
+            "UPDATE series AS s \
+             SET last_ts = u.ts, last_value = u.value, last_value_text = u.value_text \
+             FROM unnest($1::bigint[], $2::timestamptz[], $3::float8[], $4::text[]) \
+               AS u (id, ts, value, value_text) \
+             WHERE s.id = u.id AND (s.last_ts IS NULL OR s.last_ts < u.ts)",
+        )
+        .bind(&ids)
+        .bind(&ts)
+        .bind(&values)
+        .bind(&texts)
+        .execute(&mut *tx)
+        .await?;
+
+        let (ids, ts): (Vec<i64>, Vec<DateTime<Utc>>) = rows
+            .newest_per_device()
+            .into_iter()
+            .map(|(id, us)| (id, timestamptz(us)))
+            .unzip();
+        sqlx::query(
+            "UPDATE devices AS d SET last_sample = u.ts \
+             FROM unnest($1::bigint[], $2::timestamptz[]) AS u (id, ts) \
+             WHERE d.id = u.id AND (d.last_sample IS NULL OR d.last_sample < u.ts)",
+        )
+        .bind(&ids)
+        .bind(&ts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        self.ids.remember(
+            batch
+                .series
+                .iter()
+                .zip(&known)
+                .zip(device_ids.iter().zip(&series_ids))
+                .filter(|((_, k), _)| k.series.is_none())
+                .map(|((s, _), (&device, &series))| (s.device, device, s.path.as_str(), series)),
+        );
+        let total = u64::try_from(samples.len()).unwrap_or(u64::MAX);
+        Ok(WriteReport {
+            written,
+            duplicates: total.saturating_sub(written),
+        })
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceSummary>> {
+        let rows = sqlx::query(
+            "SELECT d.name, d.address, d.state, d.last_error, d.state_since, d.last_sample, \
+                    COALESCE(c.n, 0) AS series \
+             FROM devices d \
+             LEFT JOIN (SELECT device_id, count(*) AS n FROM series GROUP BY device_id) c \
+               ON c.device_id = d.id \
+             ORDER BY d.name COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(device_summary).collect()
+    }
+
+    async fn device(&self, name: &DeviceKey) -> Result<Option<DeviceSummary>> {
+        let row = sqlx::query(
+            "SELECT d.name, d.address, d.state, d.last_error, d.state_since, d.last_sample, \
+                    (SELECT count(*) FROM series s WHERE s.device_id = d.id) AS series \
+             FROM devices d WHERE d.name = $1",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(device_summary).transpose()
+    }
+
+    async fn series(&self, device: &DeviceKey) -> Result<Vec<SeriesSummary>> {
+        let rows: Vec<(String, String, DateTime<Utc>, Option<f64>, Option<String>)> =
+            sqlx::query_as(
+                "SELECT s.path, s.kind, s.last_ts, s.last_value, s.last_value_text \
+                 FROM series s JOIN devices d ON d.id = s.device_id \
+                 WHERE d.name = $1 AND s.last_ts IS NOT NULL \
+                 ORDER BY s.path COLLATE \"C\"",
+            )
+            .bind(device.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|(path, kind, ts, value, text)| {
+                Ok(SeriesSummary {
+                    path: codec::path(&path)?,
+                    last_ts: from_timestamptz(ts)?,
+                    last_value: codec::decode(Kind::parse(&kind)?, value, text)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn range(
+        &self,
+        device: &DeviceKey,
+        path: &Path,
+        from: TimestampNs,
+        to: TimestampNs,
+    ) -> Result<Vec<Point>> {
+        // Bounds on the stored microseconds: the first whole microsecond at or after `from`,
+        // the last at or before `to`.
+        let from_us = to_us(from) + i64::from(from.rem_euclid(NS_PER_US) != 0);
+        let to_us = to_us(to);
+        if from_us > to_us {
+            return Ok(Vec::new());
+        }
+        let series: Option<(i64, String)> = sqlx::query_as(
+            "SELECT s.id, s.kind FROM series s JOIN devices d ON d.id = s.device_id \
+             WHERE d.name = $1 AND s.path = $2",
+        )
+        .bind(device.as_str())
+        .bind(path.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((series_id, kind)) = series else {
+            return Ok(Vec::new());
+        };
+        let kind = Kind::parse(&kind)?;
+        let rows: Vec<(DateTime<Utc>, Option<f64>, Option<String>)> = sqlx::query_as(
+            "SELECT ts, value, value_text FROM samples \
+             WHERE series_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts",
+        )
+        .bind(series_id)
+        .bind(timestamptz(from_us))
+        .bind(timestamptz(to_us))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(ts, value, text)| {
+                Ok(Point {
+                    ts: from_timestamptz(ts)?,
+                    value: codec::decode(kind, value, text)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nanoseconds_floor_to_microseconds() {
+        assert_eq!(to_us(1_999), 1);
+        assert_eq!(to_us(-1), -1);
+        assert_eq!(to_us(i64::MIN), i64::MIN / 1000 - 1);
+        for ns in [
+            0,
+            1_000,
+            -5_000,
+            1_700_000_000_123_456_000,
+            i64::MAX / 1000 * 1000,
+        ] {
+            assert_eq!(
+                from_timestamptz(timestamptz(to_us(ns))).expect("in range"),
+                ns
+            );
+        }
+        assert_eq!(
+            from_timestamptz(timestamptz(to_us(1_234_567))).expect("in range"),
+            1_234_000
+        );
+        assert!(from_timestamptz(DateTime::<Utc>::MAX_UTC).is_err());
+    }
+}
+
+/// Tests against a real PostgreSQL server: each test creates its own database and drops it.
+#[cfg(test)]
+mod server_tests {
+    use std::future::Future;
+    use std::panic::AssertUnwindSafe;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use futures::FutureExt;
+    use model::{DeviceState, Value};
+
+    use super::*;
+    use crate::conformance::for_each_case;
+
+    /// Server URL (any database on it); tests create their own databases beside it.
+    const URL_VAR: &str = "NETPULSE_TEST_POSTGRES_URL";
+    const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+    static NEXT_DB: AtomicU64 = AtomicU64::new(0);
+
+    /// A database of its own for one test.
+    struct TestDb {
+        admin: PgConnectOptions,
+        name: String,
+        url: String,
+    }
+
+    impl TestDb {
+        /// Creates the database; panics with instructions when the server is unreachable, so
+        /// that a missing server fails the suite instead of skipping it.
+        async fn create() -> Self {
+            let base = std::env::var(URL_VAR).unwrap_or_else(|_| DEFAULT_URL.to_owned());
+            let admin = PgConnectOptions::from_str(&base)
+                .unwrap_or_else(|e| panic!("{URL_VAR}={base:?} is not a PostgreSQL URL: {e}"))
+                .database("postgres");
+            let name = format!(
+                "netpulse_test_{}_{}",
+                std::process::id(),
+                NEXT_DB.fetch_add(1, Ordering::Relaxed)
+            );
+            let mut conn = Self::admin(&admin, &base).await;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+            .expect("drop a leftover test database");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create the test database");
+            conn.close().await.expect("close");
+            let url = admin.clone().database(&name).to_url_lossy().to_string();
+            Self { admin, name, url }
+        }
+
+        async fn admin(admin: &PgConnectOptions, base: &str) -> PgConnection {
+            match tokio::time::timeout(Duration::from_secs(10), admin.connect()).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => panic!(
+                    "PostgreSQL at {base} is unreachable: {e}. These tests need a server: \
+                     start one or point {URL_VAR} at one."
+                ),
+                Err(_) => panic!(
+                    "PostgreSQL at {base} did not answer within 10 s. These tests need a \
+                     server: start one or point {URL_VAR} at one."
+                ),
+            }
+        }
+
+        async fn drop(self) {
+            let mut conn = Self::admin(&self.admin, &self.url).await;
+            let name = &self.name;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+            .expect("drop the test database");
+            conn.close().await.expect("close");
+        }
+
+        /// A pool on the test database, for looking behind the store.
+        async fn pool(&self) -> PgPool {
+            connect(&self.url)
+                .await
+                .expect("connect to the test database")
+        }
+    }
+
+    /// Runs `test` with a fresh database, dropping it afterwards even if the test panics.
+    async fn with_db<F, Fut>(test: F)
+    where
+        F: FnOnce(Arc<TestDb>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let db = Arc::new(TestDb::create().await);
+        let outcome = AssertUnwindSafe(test(db.clone())).catch_unwind().await;
+        match Arc::try_unwrap(db) {
+            Ok(db) => db.drop().await,
+            Err(_) => panic!("a test kept its TestDb"),
+        }
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    macro_rules! server_cases {
+        ($($case:ident),* $(,)?) => {$(
+            #[tokio::test]
+            async fn $case() {
+                with_db(|db| async move {
+                    let store = crate::open(&db.url, true).await.expect("open");
+                    crate::conformance::$case(store).await;
+                })
+                .await;
+            }
+        )*};
+    }
+
+    /// The conformance suite on PostgreSQL.
+    mod conformance {
+        use super::*;
+        for_each_case!(server_cases);
+    }
+
+    #[tokio::test]
+    async fn timestamps_are_truncated_to_microseconds() {
+        with_db(|db| async move {
+            let store = crate::open(&db.url, true).await.expect("open");
+            let at = |ts: i64, v: i64| Sample {
+                device: DeviceKey::new("leaf1").expect("key"),
+                path: "/x".parse().expect("path"),
+                ts,
+                value: Value::Int(v),
+            };
+            // 1.5 us and 1.999 us are both stored as 1 us: the second is a duplicate.
+            let report = store
+                .write_samples(&[at(1_500, 1), at(1_999, 2)])
+                .await
+                .expect("write");
+            assert_eq!(
+                report,
+                WriteReport {
+                    written: 1,
+                    duplicates: 1
+                }
+            );
+            let key = DeviceKey::new("leaf1").expect("key");
+            let path: Path = "/x".parse().expect("path");
+            let points = store.range(&key, &path, 1_000, 1_000).await.expect("range");
+            assert_eq!(
+                points,
+                [Point {
+                    ts: 1_000,
+                    value: Value::Int(1)
+                }]
+            );
+            // Bounds apply to stored microseconds: (1.001 us ..= 1.999 us) holds none.
+            assert!(
+                store
+                    .range(&key, &path, 1_001, 1_999)
+                    .await
+                    .expect("range")
+                    .is_empty()
+            );
+            assert_eq!(
+                store
+                    .range(&key, &path, 999, 1_001)
+                    .await
+                    .expect("range")
+                    .len(),
+                1
+            );
+            // Negative timestamps floor too: -1 ns is stored as -1 us.
+            store.write_samples(&[at(-1, 3)]).await.expect("write");
+            let points = store
+                .range(&key, &path, -1_000, -1_000)
+                .await
+                .expect("range");
+            assert_eq!(
+                points,
+                [Point {
+                    ts: -1_000,
+                    value: Value::Int(3)
+                }]
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn migrate_reports_what_it_applied() {
+        with_db(|db| async move {
+            let latest = schema::latest(&MIGRATOR);
+            let first = crate::migrate(&db.url).await.expect("migrate");
+            assert_eq!(
+                first,
+                MigrationReport {
+                    applied: u64::try_from(MIGRATOR.iter().count()).expect("count"),
+                    version: latest
+                }
+            );
+            let again = crate::migrate(&db.url).await.expect("migrate again");
+            assert_eq!(
+                again,
+                MigrationReport {
+                    applied: 0,
+                    version: latest
+                }
+            );
+            crate::open(&db.url, false)
+                .await
+                .expect("open a current schema");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_unmigrated_database_is_refused_without_migrate() {
+        with_db(|db| async move {
+            let err = crate::open(&db.url, false)
+                .await
+                .expect_err("empty database");
+            assert!(
+                matches!(err, Error::SchemaOutdated { found: None, .. }),
+                "{err}"
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        with_db(|db| async move {
+            crate::migrate(&db.url).await.expect("migrate");
+            let future = schema::latest(&MIGRATOR) + 1;
+            let pool = db.pool().await;
+            sqlx::query(
+                "INSERT INTO _sqlx_migrations \
+                   (version, description, success, checksum, execution_time) \
+                 VALUES ($1, 'from a newer netpulse', TRUE, '\\x00', 0)",
+            )
+            .bind(future)
+            .execute(&pool)
+            .await
+            .expect("fake a newer migration");
+            pool.close().await;
+
+            let expected = format!(
+                "database schema version {future} is newer than this netpulse understands \
+                 ({}); upgrade netpulse",
+                schema::latest(&MIGRATOR)
+            );
+            for migrate in [true, false] {
+                let err = crate::open(&db.url, migrate)
+                    .await
+                    .expect_err("newer schema");
+                assert!(matches!(err, Error::SchemaTooNew { .. }), "{err:?}");
+                assert_eq!(err.to_string(), expected);
+            }
+            let err = crate::migrate(&db.url).await.expect_err("newer schema");
+            assert_eq!(err.to_string(), expected);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn record_event_appends_to_the_history() {
+        with_db(|db| async move {
+            let store = crate::open(&db.url, true).await.expect("open");
+            let device = DeviceKey::new("leaf1").expect("key");
+            for (i, state) in [
+                DeviceState::Connecting,
+                DeviceState::Synced,
+                DeviceState::Synced,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let ts = i64::try_from(i).expect("small") * NS_PER_US;
+                let event = DeviceEvent {
+                    device: device.clone(),
+                    state,
+                    error: None,
+                    ts,
+                };
+                store.record_event(&event).await.expect("event");
+            }
+            let pool = db.pool().await;
+            let history: Vec<(DateTime<Utc>, String)> =
+                sqlx::query_as("SELECT ts, state FROM device_events ORDER BY ts")
+                    .fetch_all(&pool)
+                    .await
+                    .expect("history");
+            pool.close().await;
+            let history: Vec<(i64, &str)> = history
+                .iter()
+                .map(|(ts, state)| (ts.timestamp_micros(), state.as_str()))
+                .collect();
+            assert_eq!(history, [(0, "connecting"), (1, "synced"), (2, "synced")]);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn two_stores_share_one_database() {
+        // Two collectors (here: two stores, two id caches) during a handoff.
+        with_db(|db| async move {
+            let a = crate::open(&db.url, true).await.expect("open a");
+            let b = crate::open(&db.url, false).await.expect("open b");
+            let s = Sample {
+                device: DeviceKey::new("leaf1").expect("key"),
+                path: "/x".parse().expect("path"),
+                ts: 1_000,
+                value: Value::Bool(true),
+            };
+            a.write_samples(std::slice::from_ref(&s))
+                .await
+                .expect("write a");
+            let report = b.write_samples(&[s]).await.expect("write b");
+            assert_eq!(
+                report,
+                WriteReport {
+                    written: 0,
+                    duplicates: 1
+                }
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_fails_at_once_with_its_reason() {
+        // Port 1 on loopback: nothing listens, the connection is refused.
+        let started = std::time::Instant::now();
+        let err = crate::open("postgres://postgres@127.0.0.1:1/postgres", true)
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(matches!(err, Error::Connect(_)), "{err:?}");
+        assert!(err.to_string().contains("refused"), "{err}");
+        assert!(
+            started.elapsed() < ACQUIRE_TIMEOUT,
+            "no retrying until the pool timeout"
+        );
+    }
+}

@@ -1,0 +1,658 @@
+//! The SQLite adapter: the bundled store of single-node mode.
+//!
+//! Timestamps are INTEGER nanoseconds, exactly as in the model. The database runs in WAL mode
+//! (readers never wait for the writer) and write transactions start with `BEGIN IMMEDIATE`,
+//! so two writers queue on the busy timeout instead of failing on a lock upgrade.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use model::{DeviceEvent, DeviceKey, Path, Sample, TimestampNs};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use crate::cache::{IdCache, Known};
+use crate::codec::{self, Batch, Kind, SeriesKey};
+use crate::schema::{self, Applied};
+use crate::{
+    DeviceInfo, DeviceSummary, Error, MigrationReport, Point, Result, SeriesSummary, Store,
+    WriteReport,
+};
+
+/// The migrations in `migrations/sqlite`, embedded at compile time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections of a file database: one writer at a time, the others read concurrently.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// Opens a pool on the database named by `url`, creating the file and its directory.
+///
+/// An in-memory database (`sqlite::memory:`) lives as long as its connections, so its pool
+/// keeps exactly one, forever.
+pub(crate) async fn connect(url: &str) -> Result<SqlitePool> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(Error::Connect)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true);
+    let pool = if is_in_memory(url) {
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        if let Some(dir) = options
+            .get_filename()
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+        {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| Error::CreateDir {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+        }
+        SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
+    };
+    pool.connect_with(options).await.map_err(Error::Connect)
+}
+
+/// Whether `url` names an in-memory database, read the way sqlx reads it (whose options do
+/// not tell, and whose `to_url_lossy` panics on in-memory options).
+fn is_in_memory(url: &str) -> bool {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    database == ":memory:" || params.split('&').any(|param| param == "mode=memory")
+}
+
+/// Applies pending migrations after refusing a newer schema.
+pub(crate) async fn migrate(pool: &SqlitePool) -> Result<MigrationReport> {
+    let before = applied(pool).await?;
+    schema::check(&MIGRATOR, &before, false)?;
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| schema::run_error(&MIGRATOR, e))?;
+    let report = schema::report(&before, &applied(pool).await?);
+    if report.applied > 0 {
+        tracing::info!(
+            applied = report.applied,
+            version = report.version,
+            "SQLite schema migrated"
+        );
+    }
+    Ok(report)
+}
+
+/// The rows of sqlx's migration table; none when it does not exist yet.
+async fn applied(pool: &SqlitePool) -> Result<Vec<Applied>> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+                        WHERE type = 'table' AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(pool)
+    .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(i64, bool, Vec<u8>)> =
+        sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(version, success, checksum)| Applied {
+            version,
+            success,
+            checksum,
+        })
+        .collect())
+}
+
+/// The store over a SQLite pool.
+#[derive(Debug)]
+pub(crate) struct SqliteStore {
+    pool: SqlitePool,
+    ids: IdCache,
+}
+
+impl SqliteStore {
+    /// Opens and migrates (or checks) the schema; see [`crate::open`].
+    pub(crate) async fn open(url: &str, migrate: bool) -> Result<Self> {
+        let pool = connect(url).await?;
+        if migrate {
+            self::migrate(&pool).await?;
+        } else {
+            schema::check(&MIGRATOR, &applied(&pool).await?, true)?;
+        }
+        Ok(Self {
+            pool,
+            ids: IdCache::default(),
+        })
+    }
+}
+
+/// The id of a device, creating it if unknown.
+async fn device_id(conn: &mut SqliteConnection, name: &DeviceKey) -> Result<i64> {
+    sqlx::query("INSERT INTO devices (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")
+        .bind(name.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(sqlx::query_scalar("SELECT id FROM devices WHERE name = ?1")
+        .bind(name.as_str())
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+/// Resolves the device and series ids of a batch's series, creating missing rows.
+/// `known` holds what the cache knew, one entry per series.
+async fn resolve_ids(
+    conn: &mut SqliteConnection,
+    series: &[SeriesKey<'_>],
+    known: &[Known],
+) -> Result<(Vec<i64>, Vec<i64>)> {
+    let mut device_ids = Vec::with_capacity(series.len());
+    let mut series_ids = Vec::with_capacity(series.len());
+    let mut created: std::collections::HashMap<&DeviceKey, i64> = Default::default();
+    for (key, known) in series.iter().zip(known) {
+        let device = match known.device.or_else(|| created.get(key.device).copied()) {
+            Some(id) => id,
+            None => {
+                let id = device_id(conn, key.device).await?;
+                created.insert(key.device, id);
+                id
+            }
+        };
+        let series_id = match known.series {
+            Some(id) => id,
+            None => {
+                sqlx::query(
+                    "INSERT INTO series (device_id, path, kind) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (device_id, path) DO NOTHING",
+                )
+                .bind(device)
+                .bind(key.path.as_str())
+                .bind(key.kind.as_str())
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query_scalar("SELECT id FROM series WHERE device_id = ?1 AND path = ?2")
+                    .bind(device)
+                    .bind(key.path.as_str())
+                    .fetch_one(&mut *conn)
+                    .await?
+            }
+        };
+        device_ids.push(device);
+        series_ids.push(series_id);
+    }
+    Ok((device_ids, series_ids))
+}
+
+fn device_summary(row: &SqliteRow) -> Result<DeviceSummary> {
+    let name: String = row.try_get("name")?;
+    let state: String = row.try_get("state")?;
+    Ok(DeviceSummary {
+        name: DeviceKey::new(name).map_err(|e| Error::Corrupt(e.to_string()))?,
+        address: row.try_get("address")?,
+        state: codec::state(&state)?,
+        last_error: row.try_get("last_error")?,
+        state_since: row.try_get("state_since")?,
+        last_sample: row.try_get("last_sample")?,
+        series: row.try_get("series")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn upsert_devices(&self, devices: &[DeviceInfo]) -> Result<()> {
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for device in devices {
+            sqlx::query(
+                "INSERT INTO devices (name, address) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET address = excluded.address \
+                 WHERE address IS NOT excluded.address",
+            )
+            .bind(device.name.as_str())
+            .bind(device.address.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_event(&self, event: &DeviceEvent) -> Result<()> {
+        let error = event.error.as_deref().map(codec::text);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let device_id = device_id(&mut tx, &event.device).await?;
+        // An event older than the current state (late delivery) is kept in the history but
+        // does not change the current state; repeating the current state keeps its start.
+        sqlx::query(
+            "UPDATE devices SET state = ?2, last_error = ?3, \
+               state_since = CASE WHEN state = ?2 AND state_since IS NOT NULL \
+                                  THEN state_since ELSE ?4 END \
+             WHERE id = ?1 AND (state_since IS NULL OR state_since <= ?4)",
+        )
+        .bind(device_id)
+        .bind(event.state.as_str())
+        .bind(error.as_deref())
+        .bind(event.ts)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO device_events (device_id, ts, state, error) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(device_id)
+        .bind(event.ts)
+        .bind(event.state.as_str())
+        .bind(error.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn write_samples(&self, samples: &[Sample]) -> Result<WriteReport> {
+        if samples.is_empty() {
+            return Ok(WriteReport::default());
+        }
+        let mut batch = Batch::new(samples, |ns| ns);
+        let known = self.ids.lookup(&batch.series);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (device_ids, series_ids) = resolve_ids(&mut tx, &batch.series, &known).await?;
+        let rows = batch.take_rows(&device_ids, &series_ids);
+
+        // One prepared statement, cached by the connection, run per row: SQLite is in-process,
+        // so a round trip costs a function call rather than a network hop.
+        let mut written = 0;
+        for row in &rows.rows {
+            written += sqlx::query(
+                "INSERT INTO samples (series_id, ts, value, value_text) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (series_id, ts) DO NOTHING",
+            )
+            .bind(row.series_id)
+            .bind(row.ts)
+            .bind(row.value)
+            .bind(row.text.as_deref())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        for row in rows.newest_per_series() {
+            sqlx::query(
+                "UPDATE series SET last_ts = ?2, last_value = ?3, last_value_text = ?4 \
+                 WHERE id = ?1 AND (last_ts IS NULL OR last_ts < ?2)",
+            )
+            .bind(row.series_id)
+            .bind(row.ts)
+            .bind(row.value)
+            .bind(row.text.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (device_id, ts) in rows.newest_per_device() {
+            sqlx::query(
+                "UPDATE devices SET last_sample = ?2 \
+                 WHERE id = ?1 AND (last_sample IS NULL OR last_sample < ?2)",
+            )
+            .bind(device_id)
+            .bind(ts)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+
+        self.ids.remember(
+            batch
+                .series
+                .iter()
+                .zip(&known)
+                .zip(device_ids.iter().zip(&series_ids))
+                .filter(|((_, k), _)| k.series.is_none())
+                .map(|((s, _), (&device, &series))| (s.device, device, s.path.as_str(), series)),
+        );
+        let total = u64::try_from(samples.len()).unwrap_or(u64::MAX);
+        Ok(WriteReport {
+            written,
+            duplicates: total.saturating_sub(written),
+        })
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceSummary>> {
+        let rows = sqlx::query(
+            "SELECT d.name, d.address, d.state, d.last_error, d.state_since, d.last_sample, \
+                    COALESCE(c.n, 0) AS series \
+             FROM devices d \
+             LEFT JOIN (SELECT device_id, count(*) AS n FROM series GROUP BY device_id) c \
+               ON c.device_id = d.id \
+             ORDER BY d.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(device_summary).collect()
+    }
+
+    async fn device(&self, name: &DeviceKey) -> Result<Option<DeviceSummary>> {
+        let row = sqlx::query(
+            "SELECT d.name, d.address, d.state, d.last_error, d.state_since, d.last_sample, \
+                    (SELECT count(*) FROM series s WHERE s.device_id = d.id) AS series \
+             FROM devices d WHERE d.name = ?1",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(device_summary).transpose()
+    }
+
+    async fn series(&self, device: &DeviceKey) -> Result<Vec<SeriesSummary>> {
+        let rows: Vec<(String, String, i64, Option<f64>, Option<String>)> = sqlx::query_as(
+            "SELECT s.path, s.kind, s.last_ts, s.last_value, s.last_value_text \
+             FROM series s JOIN devices d ON d.id = s.device_id \
+             WHERE d.name = ?1 AND s.last_ts IS NOT NULL \
+             ORDER BY s.path",
+        )
+        .bind(device.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(path, kind, last_ts, value, text)| {
+                Ok(SeriesSummary {
+                    path: codec::path(&path)?,
+                    last_ts,
+                    last_value: codec::decode(Kind::parse(&kind)?, value, text)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn range(
+        &self,
+        device: &DeviceKey,
+        path: &Path,
+        from: TimestampNs,
+        to: TimestampNs,
+    ) -> Result<Vec<Point>> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let series: Option<(i64, String)> = sqlx::query_as(
+            "SELECT s.id, s.kind FROM series s JOIN devices d ON d.id = s.device_id \
+             WHERE d.name = ?1 AND s.path = ?2",
+        )
+        .bind(device.as_str())
+        .bind(path.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((series_id, kind)) = series else {
+            return Ok(Vec::new());
+        };
+        let kind = Kind::parse(&kind)?;
+        let rows: Vec<(i64, Option<f64>, Option<String>)> = sqlx::query_as(
+            "SELECT ts, value, value_text FROM samples \
+             WHERE series_id = ?1 AND ts >= ?2 AND ts <= ?3 ORDER BY ts",
+        )
+        .bind(series_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(ts, value, text)| {
+                Ok(Point {
+                    ts,
+                    value: codec::decode(kind, value, text)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use model::{DeviceState, Value};
+
+    use super::*;
+    use crate::conformance::for_each_case;
+
+    fn file_url(dir: &tempfile::TempDir) -> String {
+        format!("sqlite:{}", dir.path().join("netpulse.db").display())
+    }
+
+    macro_rules! file_cases {
+        ($($case:ident),* $(,)?) => {$(
+            #[tokio::test]
+            async fn $case() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let store = crate::open(&file_url(&dir), true).await.expect("open");
+                crate::conformance::$case(store).await;
+            }
+        )*};
+    }
+
+    macro_rules! memory_cases {
+        ($($case:ident),* $(,)?) => {$(
+            #[tokio::test]
+            async fn $case() {
+                let store = crate::open("sqlite::memory:", true).await.expect("open");
+                crate::conformance::$case(store).await;
+            }
+        )*};
+    }
+
+    /// The conformance suite on a database file.
+    mod file {
+        use super::*;
+        for_each_case!(file_cases);
+    }
+
+    /// The conformance suite on an in-memory database.
+    mod memory {
+        use super::*;
+        for_each_case!(memory_cases);
+    }
+
+    #[test]
+    fn in_memory_urls_are_recognised() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://?mode=memory",
+            "sqlite:x?cache=shared&mode=memory",
+        ] {
+            assert!(is_in_memory(url), "{url}");
+        }
+        for url in [
+            "sqlite:data/netpulse.db",
+            "sqlite:///var/lib/netpulse/db?mode=rwc",
+        ] {
+            assert!(!is_in_memory(url), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_in_a_missing_directory_is_created_and_persists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("not").join("yet").join("netpulse.db");
+        let url = format!("sqlite:{}", file.display());
+        let store = crate::open(&url, true).await.expect("open");
+        let s = Sample {
+            device: DeviceKey::new("leaf1").expect("key"),
+            path: "/x".parse().expect("path"),
+            ts: 5,
+            value: Value::Int(1),
+        };
+        store.write_samples(&[s]).await.expect("write");
+        drop(store);
+        assert!(file.is_file());
+
+        // Nanoseconds survive (no microsecond truncation here).
+        let store = crate::open(&url, false)
+            .await
+            .expect("reopen without migrating");
+        let device = store
+            .device(&s_key())
+            .await
+            .expect("device")
+            .expect("persisted");
+        assert_eq!(device.last_sample, Some(5));
+    }
+
+    fn s_key() -> DeviceKey {
+        DeviceKey::new("leaf1").expect("key")
+    }
+
+    #[tokio::test]
+    async fn migrate_reports_what_it_applied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = file_url(&dir);
+        let latest = schema::latest(&MIGRATOR);
+        let first = crate::migrate(&url).await.expect("migrate");
+        assert_eq!(
+            first,
+            MigrationReport {
+                applied: u64::try_from(MIGRATOR.iter().count()).expect("count"),
+                version: latest
+            }
+        );
+        let again = crate::migrate(&url).await.expect("migrate again");
+        assert_eq!(
+            again,
+            MigrationReport {
+                applied: 0,
+                version: latest
+            }
+        );
+        crate::open(&url, false)
+            .await
+            .expect("open a current schema");
+    }
+
+    #[tokio::test]
+    async fn an_unmigrated_database_is_refused_without_migrate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = crate::open(&file_url(&dir), false)
+            .await
+            .expect_err("empty database");
+        assert!(
+            matches!(err, Error::SchemaOutdated { found: None, required } if required == schema::latest(&MIGRATOR)),
+            "{err}"
+        );
+        assert!(err.to_string().contains("run `netpulse migrate`"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = file_url(&dir);
+        crate::migrate(&url).await.expect("migrate");
+        let future = schema::latest(&MIGRATOR) + 1;
+        let pool = connect(&url).await.expect("connect");
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (?1, 'from a newer netpulse', TRUE, X'00', 0)",
+        )
+        .bind(future)
+        .execute(&pool)
+        .await
+        .expect("fake a newer migration");
+        pool.close().await;
+
+        let expected = format!(
+            "database schema version {future} is newer than this netpulse understands ({}); \
+             upgrade netpulse",
+            schema::latest(&MIGRATOR)
+        );
+        for migrate in [true, false] {
+            let err = crate::open(&url, migrate).await.expect_err("newer schema");
+            assert!(matches!(err, Error::SchemaTooNew { .. }), "{err:?}");
+            assert_eq!(err.to_string(), expected);
+        }
+        let err = crate::migrate(&url).await.expect_err("newer schema");
+        assert_eq!(err.to_string(), expected);
+    }
+
+    #[tokio::test]
+    async fn record_event_appends_to_the_history() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = file_url(&dir);
+        let store = crate::open(&url, true).await.expect("open");
+        for (i, state) in [
+            DeviceState::Connecting,
+            DeviceState::Synced,
+            DeviceState::Synced,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let event = DeviceEvent {
+                device: s_key(),
+                state,
+                error: None,
+                ts: i64::try_from(i).expect("small"),
+            };
+            store.record_event(&event).await.expect("event");
+        }
+        let pool = connect(&url).await.expect("connect");
+        let history: Vec<(i64, String)> =
+            sqlx::query_as("SELECT ts, state FROM device_events ORDER BY ts")
+                .fetch_all(&pool)
+                .await
+                .expect("history");
+        assert_eq!(
+            history,
+            [
+                (0, "connecting".to_owned()),
+                (1, "synced".to_owned()),
+                (2, "synced".to_owned())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn stores_share_one_file() {
+        // Two processes (here: two stores) on one file see each other's writes.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = file_url(&dir);
+        let a: Arc<dyn Store> = crate::open(&url, true).await.expect("open a");
+        let b: Arc<dyn Store> = crate::open(&url, false).await.expect("open b");
+        let s = Sample {
+            device: s_key(),
+            path: "/x".parse().expect("path"),
+            ts: 1,
+            value: Value::Bool(true),
+        };
+        a.write_samples(std::slice::from_ref(&s))
+            .await
+            .expect("write a");
+        let report = b.write_samples(&[s]).await.expect("write b");
+        assert_eq!(
+            report,
+            WriteReport {
+                written: 0,
+                duplicates: 1
+            }
+        );
+    }
+}

@@ -1,0 +1,73 @@
+// netpulse live updates: no framework, no CDN. The server renders every chart; this
+// script only swaps in what the server sends.
+(function () {
+  "use strict";
+  const STALE_AFTER_MS = 30000;
+  const state = { samples: 0, charts: 0, lastSampleAt: 0, mode: "connecting" };
+  window.netpulse = state;
+
+  // Device list: refresh the server-rendered table every few seconds.
+  document.querySelectorAll("[data-refresh]").forEach(function (el) {
+    setInterval(function () {
+      fetch(el.getAttribute("data-refresh"), { cache: "no-store" })
+        .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+        .then(function (html) { el.innerHTML = html; })
+        .catch(function () {});
+    }, 5000);
+  });
+
+  const meta = document.querySelector("p.meta[data-device]");
+  if (!meta) return;
+  const device = meta.getAttribute("data-device");
+  const liveEl = document.getElementById("live");
+  const freshEl = document.getElementById("freshness");
+  const stateEl = document.getElementById("state");
+
+  function setMode(mode, text) {
+    state.mode = mode;
+    liveEl.className = "live-status " + mode;
+    liveEl.textContent = text;
+  }
+  function setBadge(s) {
+    stateEl.innerHTML = '<span class="badge ' + s + '">' + s + "</span>";
+  }
+
+  const source = new EventSource("/devices/" + encodeURIComponent(device) + "/live" + location.search);
+  source.addEventListener("status", function (e) {
+    const d = JSON.parse(e.data);
+    if (d.live) setMode("live", "live");
+    else setMode("paused", "live updates paused: showing data from the database");
+  });
+  source.addEventListener("samples", function (e) {
+    const d = JSON.parse(e.data);
+    state.samples += d.count;
+    state.lastSampleAt = Date.now();
+    if (state.mode !== "paused") setMode("live", "live · " + d.count + " new samples at " + d.newest.substring(11, 19));
+  });
+  source.addEventListener("chart", function (e) {
+    const d = JSON.parse(e.data);
+    const old = document.getElementById(d.id);
+    if (old) old.outerHTML = d.svg;
+    else {
+      const fig = document.createElement("figure");
+      fig.innerHTML = d.svg;
+      document.querySelector(".charts").appendChild(fig);
+    }
+    state.charts += 1;
+  });
+  source.addEventListener("freshness", function (e) {
+    const d = JSON.parse(e.data);
+    freshEl.textContent = "last update " + d.age;
+    setBadge(d.state);
+  });
+  source.addEventListener("state", function (e) {
+    const d = JSON.parse(e.data);
+    setBadge(d.state);
+  });
+  source.onerror = function () { setMode("paused", "reconnecting…"); };
+  setInterval(function () {
+    if (state.mode === "live" && state.lastSampleAt && Date.now() - state.lastSampleAt > STALE_AFTER_MS) {
+      setMode("stale", "stale: no new data for " + Math.round((Date.now() - state.lastSampleAt) / 1000) + "s");
+    }
+  }, 5000);
+})();

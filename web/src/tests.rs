@@ -1,0 +1,201 @@
+//! Router tests: real SQLite store in a temp dir, in-process bus, no socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use bus::{Bus, BusMessage, MemoryBus};
+use futures::StreamExt;
+use model::{DeviceKey, Sample, Value};
+use prometheus_client::registry::Registry;
+use store::DeviceInfo;
+use tower::ServiceExt;
+
+use super::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    bus: Arc<MemoryBus>,
+}
+
+fn counter(ifname: &str, leaf: &str) -> model::Path {
+    format!("/interfaces/interface[name={ifname}]/state/counters/{leaf}")
+        .parse()
+        .unwrap()
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("t.db").display());
+    let store = store::open(&url, true).await.unwrap();
+    let bus = Arc::new(MemoryBus::new());
+    let device = DeviceKey::new("leaf1").unwrap();
+    store
+        .upsert_devices(&[DeviceInfo {
+            name: device.clone(),
+            address: "127.0.1.1:57400".into(),
+        }])
+        .await
+        .unwrap();
+    // Ten samples, 2 s apart, ending now: 1 MB/s in, 0.5 MB/s out.
+    let now = now_ns();
+    let mut samples = Vec::new();
+    for i in 0..10i64 {
+        let ts = now - (9 - i) * 2_000_000_000;
+        for (leaf, per_step) in [("in-octets", 2_000_000u64), ("out-octets", 1_000_000)] {
+            samples.push(Sample {
+                device: device.clone(),
+                path: counter("Ethernet1", leaf),
+                ts,
+                value: Value::Uint(i as u64 * per_step),
+            });
+        }
+    }
+    store.write_samples(&samples).await.unwrap();
+    let bus_dyn: Arc<dyn Bus> = bus.clone();
+    let state = AppState::new(store, bus_dyn, Registry::default());
+    Fixture {
+        _dir: dir,
+        state,
+        bus,
+    }
+}
+
+async fn get(state: &AppState, uri: &str) -> (StatusCode, String) {
+    let res = router(state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let body = to_bytes(res.into_body(), 10 << 20).await.unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn api_lists_devices_with_their_series() {
+    let f = fixture().await;
+    let (status, body) = get(&f.state, "/api/v1/devices").await;
+    assert_eq!(status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let d = &json["devices"][0];
+    assert_eq!(d["name"], "leaf1");
+    assert_eq!(d["series"], 2);
+    assert!(d["lastSample"].as_str().unwrap().ends_with('Z'));
+
+    let (status, body) = get(&f.state, "/api/v1/devices/leaf1").await;
+    assert_eq!(status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["series"].as_array().unwrap().len(), 2);
+    assert_eq!(json["series"][0]["lastValue"]["uint"], 18_000_000);
+}
+
+#[tokio::test]
+async fn series_endpoint_returns_points_and_refuses_bad_input() {
+    let f = fixture().await;
+    let path = "/interfaces/interface%5Bname%3DEthernet1%5D/state/counters/in-octets";
+    let (status, body) = get(
+        &f.state,
+        &format!("/api/v1/devices/leaf1/series?path={path}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["points"].as_array().unwrap().len(), 10);
+
+    let (status, body) = get(&f.state, "/api/v1/devices/leaf1/series").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("`path` parameter is required"), "{body}");
+    let (status, body) = get(&f.state, "/api/v1/devices/leaf1/series?path=nope").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("must start with '/'"), "{body}");
+    let (status, body) = get(
+        &f.state,
+        &format!("/api/v1/devices/leaf1/series?path={path}&from=soon"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("from=\\\"soon\\\""), "{body}");
+    let (status, _) = get(
+        &f.state,
+        &format!("/api/v1/devices/nope/series?path={path}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&f.state, "/api/v1/devices/Not%20A%20Name").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn pages_render_tables_and_svg_charts() {
+    let f = fixture().await;
+    let (status, body) = get(&f.state, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains(r#"<a href="/devices/leaf1">leaf1</a>"#),
+        "{body}"
+    );
+    let (status, body) = get(&f.state, "/devices/leaf1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(r#"<svg id="chart-Ethernet1""#), "{body}");
+    // 2 MB per 2 s in = 8 Mb/s; the line has points and the axis is in Mb/s.
+    assert!(body.contains("Mb/s"), "{body}");
+    assert!(!body.contains("no data in this window"));
+    let (status, _) = get(&f.state, "/devices/ghost").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, js) = get(&f.state, "/assets/live.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(js.contains("EventSource"));
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let f = fixture().await;
+    assert_eq!(get(&f.state, "/healthz").await.0, StatusCode::OK);
+    assert_eq!(get(&f.state, "/readyz").await.0, StatusCode::OK);
+    let (status, body) = get(&f.state, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("netpulse_bus_connected 1"), "{body}");
+    assert!(body.contains("netpulse_web_sse_clients"), "{body}");
+}
+
+#[tokio::test]
+async fn live_stream_forwards_samples_and_rerendered_charts() {
+    let f = fixture().await;
+    let res = router(f.state.clone())
+        .oneshot(
+            Request::get("/devices/leaf1/live")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body().into_data_stream();
+    let device = DeviceKey::new("leaf1").unwrap();
+    let sample = Sample {
+        device: device.clone(),
+        path: counter("Ethernet1", "in-octets"),
+        ts: now_ns(),
+        value: Value::Uint(99_000_000),
+    };
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !(seen.contains("event: samples") && seen.contains("event: chart")) {
+        f.bus.publish(BusMessage::Samples {
+            device: device.clone(),
+            samples: vec![sample.clone()],
+        });
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("live stream went quiet")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains(&format!("id: {}", sample.ts)), "{seen}");
+    assert!(seen.contains("chart-Ethernet1"), "{seen}");
+    let (_, metrics) = get(&f.state, "/metrics").await;
+    assert!(metrics.contains("netpulse_web_sse_clients 1"), "{metrics}");
+}

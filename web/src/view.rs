@@ -1,0 +1,248 @@
+//! HTML pages, rendered on the server. Every asset comes from this binary.
+
+use std::fmt::Write as _;
+
+use model::{DeviceKey, DeviceState, Path, TimestampNs};
+use store::{DeviceSummary, SeriesSummary, Store};
+
+use crate::chart::{self, Line};
+use store::Result;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Human age of a timestamp relative to `now`: `4s ago`, `3m ago`, `never`.
+pub fn age(ts: Option<TimestampNs>, now: TimestampNs) -> String {
+    let Some(ts) = ts else {
+        return "never".into();
+    };
+    let secs = (now - ts).max(0) / 1_000_000_000;
+    match secs {
+        0..=59 => format!("{secs}s ago"),
+        60..=3599 => format!("{}m ago", secs / 60),
+        3600..=86_399 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · netpulse</title><link rel="stylesheet" href="/assets/app.css"></head>
+<body><header><a class="brand" href="/">netpulse</a></header><main>{body}</main>
+<script src="/assets/live.js"></script></body></html>"#,
+        title = escape(title)
+    )
+}
+
+fn state_badge(state: DeviceState) -> String {
+    format!(r#"<span class="badge {s}">{s}</span>"#, s = state.as_str())
+}
+
+/// The device table (also served alone as a fragment for refreshes).
+pub fn device_table(devices: &[DeviceSummary], now: TimestampNs) -> String {
+    let mut html = String::from(
+        r#"<table id="devices"><thead><tr><th>Device</th><th>Address</th><th>State</th><th>Series</th><th>Last update</th><th>Last error</th></tr></thead><tbody>"#,
+    );
+    for d in devices {
+        let _ = write!(
+            html,
+            r#"<tr data-device="{name}"><td><a href="/devices/{name}">{name}</a></td><td>{addr}</td><td>{badge}</td><td>{series}</td><td>{age}</td><td class="error">{err}</td></tr>"#,
+            name = escape(d.name.as_str()),
+            addr = escape(&d.address),
+            badge = state_badge(d.state),
+            series = d.series,
+            age = age(d.last_sample, now),
+            err = escape(d.last_error.as_deref().unwrap_or("")),
+        );
+    }
+    if devices.is_empty() {
+        html.push_str(r#"<tr><td colspan="6">No devices yet.</td></tr>"#);
+    }
+    html.push_str("</tbody></table>");
+    html
+}
+
+/// `/`: every device with its state and freshness.
+pub fn index(devices: &[DeviceSummary], now: TimestampNs) -> String {
+    let synced = devices
+        .iter()
+        .filter(|d| d.state == DeviceState::Synced)
+        .count();
+    let body = format!(
+        r#"<h1>Devices</h1><p class="summary">{synced} of {total} synced</p><div data-refresh="/fragments/devices">{table}</div>"#,
+        total = devices.len(),
+        table = device_table(devices, now),
+    );
+    page("Devices", &body)
+}
+
+/// Interfaces of a device that have octet counters, from its series list.
+pub fn interfaces(series: &[SeriesSummary]) -> Vec<String> {
+    let mut names: Vec<String> = series
+        .iter()
+        .filter(|s| s.path.leaf() == "in-octets")
+        .filter_map(|s| s.path.key("interface", "name").map(str::to_owned))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn counter_path(interface: &str, leaf: &str) -> Path {
+    use model::PathElem;
+    Path::from_elems(vec![
+        PathElem::new("interfaces"),
+        PathElem::new("interface").with_key("name", interface),
+        PathElem::new("state"),
+        PathElem::new("counters"),
+        PathElem::new(leaf),
+    ])
+}
+
+/// The element id of an interface's chart.
+pub fn chart_id(interface: &str) -> String {
+    let safe: String = interface
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("chart-{safe}")
+}
+
+/// In/out bits-per-second chart of every interface of a device over `[from, to]`.
+pub async fn charts(
+    store: &dyn Store,
+    device: &DeviceKey,
+    interfaces: &[String],
+    from: TimestampNs,
+    to: TimestampNs,
+) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::with_capacity(interfaces.len());
+    for interface in interfaces {
+        // One extra minute before the window so the first rate inside it exists.
+        let lead = 60_000_000_000;
+        let inp = store
+            .range(
+                device,
+                &counter_path(interface, "in-octets"),
+                from - lead,
+                to,
+            )
+            .await?;
+        let outp = store
+            .range(
+                device,
+                &counter_path(interface, "out-octets"),
+                from - lead,
+                to,
+            )
+            .await?;
+        let lines = [
+            Line {
+                label: "in".into(),
+                class: "in",
+                points: chart::bit_rate(&inp),
+            },
+            Line {
+                label: "out".into(),
+                class: "out",
+                points: chart::bit_rate(&outp),
+            },
+        ];
+        let svg = chart::render(&chart_id(interface), interface, &lines, from, to);
+        out.push((interface.clone(), svg));
+    }
+    Ok(out)
+}
+
+/// `/devices/{name}`: charts per interface and the latest value of every leaf.
+pub fn device_page(
+    device: &DeviceSummary,
+    series: &[SeriesSummary],
+    charts: &[(String, String)],
+    window_minutes: i64,
+    now: TimestampNs,
+) -> String {
+    let name = escape(device.name.as_str());
+    let mut body = format!(
+        r#"<h1>{name} {badge}</h1>
+<p class="meta" data-device="{name}">Address {addr} · <span id="freshness">last update {age}</span> · <span id="live" class="live-status">connecting…</span></p>"#,
+        badge = format!(r#"<span id="state">{}</span>"#, state_badge(device.state)),
+        addr = escape(&device.address),
+        age = age(device.last_sample, now),
+    );
+    if let Some(err) = &device.last_error {
+        let _ = write!(
+            body,
+            r#"<p class="error" id="last-error">{}</p>"#,
+            escape(err)
+        );
+    }
+    let _ = write!(
+        body,
+        r#"<h2>Traffic, last {window_minutes} minutes</h2><div class="charts">"#
+    );
+    for (interface, svg) in charts {
+        let _ = write!(
+            body,
+            r#"<figure data-interface="{i}">{svg}</figure>"#,
+            i = escape(interface)
+        );
+    }
+    if charts.is_empty() {
+        body.push_str("<p>No interface counters received yet.</p>");
+    }
+    body.push_str(r#"</div><h2>Latest values</h2><table><thead><tr><th>Path</th><th>Value</th><th>Updated</th></tr></thead><tbody>"#);
+    for s in series {
+        let _ = write!(
+            body,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            escape(&s.path.to_string()),
+            escape(&s.last_value.to_string()),
+            age(Some(s.last_ts), now)
+        );
+    }
+    body.push_str("</tbody></table>");
+    page(device.name.as_str(), &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn ages_read_like_a_person_would_say_them() {
+        let s = 1_000_000_000;
+        assert_eq!(age(None, 0), "never");
+        assert_eq!(age(Some(0), 5 * s), "5s ago");
+        assert_eq!(age(Some(0), 125 * s), "2m ago");
+        assert_eq!(age(Some(0), 7200 * s), "2h ago");
+    }
+
+    #[test]
+    fn chart_ids_are_safe_for_html() {
+        assert_eq!(chart_id("Ethernet1/1"), "chart-Ethernet1-1");
+    }
+}
