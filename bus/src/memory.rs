@@ -31,11 +31,11 @@ impl Bus for MemoryBus {
         BusStats::add(&self.stats.published, 1);
         let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
         for topic in topics_of(&message) {
-            if let Some(sender) = topics.get(&topic) {
-                if sender.send(message.clone()).is_err() {
-                    // Nobody listens any more: forget the topic.
-                    topics.remove(&topic);
-                }
+            if let Some(sender) = topics.get(&topic)
+                && sender.send(message.clone()).is_err()
+            {
+                // Nobody listens any more: forget the topic.
+                topics.remove(&topic);
             }
         }
     }

@@ -195,11 +195,13 @@ async fn subscriber(
             !subs.is_empty()
         });
         let channels: Vec<&String> = locals.keys().collect();
-        if !channels.is_empty() {
-            if let Err(error) = sink.subscribe(&channels).await {
-                tracing::warn!(%error, "Bus re-subscribe failed; reconnecting");
-                continue;
-            }
+        if !channels.is_empty()
+            && let Err(error) = sink.subscribe(&channels).await
+        {
+            tracing::warn!(%error, "Bus re-subscribe failed; reconnecting");
+            tokio::time::sleep(backoff).await;
+            backoff = next_backoff(backoff);
+            continue;
         }
         shared.subscriber_up.store(true, Ordering::Relaxed);
         backoff = BACKOFF_MIN;
@@ -211,11 +213,11 @@ async fn subscriber(
                     let Some((channel, tx)) = req else { return };
                     let subs = locals.entry(channel.clone()).or_default();
                     subs.push(tx);
-                    if subs.len() == 1 {
-                        if let Err(error) = sink.subscribe(&channel).await {
-                            tracing::warn!(%error, "Bus subscribe failed; reconnecting");
-                            break;
-                        }
+                    if subs.len() == 1
+                        && let Err(error) = sink.subscribe(&channel).await
+                    {
+                        tracing::warn!(%error, "Bus subscribe failed; reconnecting");
+                        break;
                     }
                 }
                 msg = stream.next() => {
@@ -245,11 +247,11 @@ async fn subscriber(
                         subs.retain(|s| !s.is_closed());
                         if subs.is_empty() { gone.push(channel.clone()); false } else { true }
                     });
-                    if !gone.is_empty() {
-                        if let Err(error) = sink.unsubscribe(&gone).await {
-                            tracing::warn!(%error, "Bus unsubscribe failed; reconnecting");
-                            break;
-                        }
+                    if !gone.is_empty()
+                        && let Err(error) = sink.unsubscribe(&gone).await
+                    {
+                        tracing::warn!(%error, "Bus unsubscribe failed; reconnecting");
+                        break;
                     }
                 }
             }

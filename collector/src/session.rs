@@ -29,13 +29,16 @@ const MIN_IDLE: Duration = Duration::from_secs(15);
 /// Idle timeout when no subscription has a sample interval (on_change only).
 const DEFAULT_IDLE: Duration = Duration::from_secs(120);
 
+/// The last state reported for a device, with its error.
+type Reported = (DeviceState, Option<String>);
+
 /// Reports device state changes to the store, the bus and the metrics, once per change.
 #[derive(Clone, Debug)]
 pub struct Reporter {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     metrics: Arc<CollectorMetrics>,
-    current: Arc<Mutex<HashMap<DeviceKey, (DeviceState, Option<String>)>>>,
+    current: Arc<Mutex<HashMap<DeviceKey, Reported>>>,
 }
 
 impl Reporter {

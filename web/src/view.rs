@@ -179,9 +179,9 @@ pub fn device_page(
 ) -> String {
     let name = escape(device.name.as_str());
     let mut body = format!(
-        r#"<h1>{name} {badge}</h1>
+        r#"<h1>{name} <span id="state">{badge}</span></h1>
 <p class="meta" data-device="{name}">Address {addr} · <span id="freshness">last update {age}</span> · <span id="live" class="live-status">connecting…</span></p>"#,
-        badge = format!(r#"<span id="state">{}</span>"#, state_badge(device.state)),
+        badge = state_badge(device.state),
         addr = escape(&device.address),
         age = age(device.last_sample, now),
     );
