@@ -42,7 +42,7 @@
     const d = JSON.parse(e.data);
     state.samples += d.count;
     state.lastSampleAt = Date.now();
-    if (state.mode !== "paused") setMode("live", "live · " + d.count + " new samples at " + d.newest.substring(11, 19));
+    if (state.mode !== "paused") setMode("live", "live · " + d.count + " new samples at " + d.newest.substring(11, 19) + " UTC");
   });
   source.addEventListener("chart", function (e) {
     const d = JSON.parse(e.data);
@@ -50,10 +50,15 @@
     if (old) old.outerHTML = d.svg;
     else {
       const fig = document.createElement("figure");
-      fig.innerHTML = d.svg;
+      fig.innerHTML = "<figcaption></figcaption>" + d.svg;
+      fig.firstChild.textContent = d.interface;
       document.querySelector(".charts").appendChild(fig);
     }
     state.charts += 1;
+  });
+  source.addEventListener("latest", function (e) {
+    const body = document.getElementById("latest");
+    if (body) body.innerHTML = JSON.parse(e.data).html;
   });
   source.addEventListener("freshness", function (e) {
     const d = JSON.parse(e.data);

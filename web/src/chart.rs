@@ -10,9 +10,11 @@ use crate::view::escape;
 /// Chart canvas size in SVG user units; the page scales it to its container.
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 220.0;
-const MARGIN_LEFT: f64 = 64.0;
+// Wide enough for the longest axis label ("999.9 Mb/s") at the axis font size.
+const MARGIN_LEFT: f64 = 80.0;
 const MARGIN_RIGHT: f64 = 12.0;
-const MARGIN_TOP: f64 = 12.0;
+// The legend sits in the top margin, above the plot, so lines never run over it.
+const MARGIN_TOP: f64 = 26.0;
 const MARGIN_BOTTOM: f64 = 28.0;
 const NS_PER_S: f64 = 1e9;
 
@@ -53,15 +55,18 @@ pub fn bit_rate(points: &[Point]) -> Vec<(TimestampNs, Option<f64>)> {
     out
 }
 
-/// Formats a rate with an SI unit: `12.3 Mb/s`.
+/// Formats a rate with an SI unit and at most one decimal, dropping a zero decimal:
+/// `12.3 Mb/s`, `600 Mb/s`.
 pub fn format_bps(v: f64) -> String {
     let units = [(1e12, "Tb/s"), (1e9, "Gb/s"), (1e6, "Mb/s"), (1e3, "kb/s")];
-    for (scale, unit) in units {
-        if v.abs() >= scale {
-            return format!("{:.1} {unit}", v / scale);
-        }
-    }
-    format!("{v:.0} b/s")
+    let (scaled, unit) = units
+        .iter()
+        .find(|(scale, _)| v.abs() >= *scale)
+        .map(|&(scale, unit)| (v / scale, unit))
+        .unwrap_or((v, "b/s"));
+    let text = format!("{scaled:.1}");
+    let text = text.strip_suffix(".0").unwrap_or(&text);
+    format!("{text} {unit}")
 }
 
 /// A tick step for `range` giving about `target` ticks, on a 1-2-5 scale.
@@ -127,7 +132,7 @@ pub fn render(id: &str, title: &str, lines: &[Line], from: TimestampNs, to: Time
         );
         v += step;
     }
-    // Time labels: five evenly spaced.
+    // Time labels: five evenly spaced, UTC.
     for i in 0..=4 {
         let ts = from + ((to - from) as f64 * f64::from(i) / 4.0) as i64;
         let anchor = match i {
@@ -143,6 +148,12 @@ pub fn render(id: &str, title: &str, lines: &[Line], from: TimestampNs, to: Time
             clock_label(ts)
         );
     }
+    let _ = write!(
+        svg,
+        r#"<text class="axis" x="{:.1}" y="{:.1}" text-anchor="end">UTC</text>"#,
+        MARGIN_LEFT - 6.0,
+        HEIGHT - 8.0
+    );
     for line in lines {
         let mut d = String::new();
         let mut pen_down = false;
@@ -172,9 +183,9 @@ pub fn render(id: &str, title: &str, lines: &[Line], from: TimestampNs, to: Time
             svg,
             r#"<rect class="swatch {}" x="{lx:.1}" y="{:.1}" width="10" height="10"/><text class="legend" x="{:.1}" y="{:.1}">{}</text>"#,
             line.class,
-            MARGIN_TOP + 2.0,
+            6.0,
             lx + 14.0,
-            MARGIN_TOP + 11.0,
+            15.0,
             escape(&line.label)
         );
     }
@@ -239,7 +250,9 @@ mod tests {
     fn units_scale() {
         assert_eq!(format_bps(950.0), "950 b/s");
         assert_eq!(format_bps(1_500.0), "1.5 kb/s");
+        assert_eq!(format_bps(600_000_000.0), "600 Mb/s");
         assert_eq!(format_bps(2_340_000_000.0), "2.3 Gb/s");
+        assert_eq!(format_bps(0.0), "0 b/s");
     }
 
     #[test]

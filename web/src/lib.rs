@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{name}/series", get(api::series))
         .route("/assets/app.css", get(css))
         .route("/assets/live.js", get(js))
+        .route("/assets/favicon.svg", get(favicon))
         .with_state(state.clone())
         .merge(ops_router(state.store, state.registry))
 }
@@ -188,6 +189,14 @@ async fn css() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("../assets/app.css"),
+    )
+        .into_response()
+}
+
+async fn favicon() -> Response {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        include_str!("../assets/favicon.svg"),
     )
         .into_response()
 }

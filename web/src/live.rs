@@ -146,10 +146,10 @@ async fn send_charts(
         let series = state.store.series(device).await?;
         let interfaces = view::interfaces(&series);
         let charts = view::charts(&*state.store, device, &interfaces, from, now).await?;
-        Ok::<_, store::Error>((summary, charts))
+        Ok::<_, store::Error>((summary, series, charts))
     }
     .await;
-    let (summary, charts) = match rendered {
+    let (summary, series, charts) = match rendered {
         Ok(r) => r,
         Err(error) => {
             tracing::warn!(%device, %error, "Live chart render failed");
@@ -158,10 +158,14 @@ async fn send_charts(
     };
     state.metrics.chart_renders.inc();
     for (interface, svg) in charts {
-        let data = serde_json::json!({ "id": view::chart_id(&interface), "svg": svg });
+        let data = serde_json::json!({ "id": view::chart_id(&interface), "interface": interface, "svg": svg });
         if tx.send(json_event("chart", &data)).await.is_err() {
             return false;
         }
+    }
+    let rows = serde_json::json!({ "html": view::latest_rows(&series, now) });
+    if tx.send(json_event("latest", &rows)).await.is_err() {
+        return false;
     }
     if let Some(summary) = summary {
         let data = serde_json::json!({

@@ -42,7 +42,7 @@ fn page(title: &str, body: &str) -> String {
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · netpulse</title><link rel="stylesheet" href="/assets/app.css"></head>
+<title>{title} · netpulse</title><link rel="icon" href="/assets/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="/assets/app.css"></head>
 <body><header><a class="brand" href="/">netpulse</a></header><main>{body}</main>
 <script src="/assets/live.js"></script></body></html>"#,
         title = escape(title)
@@ -53,9 +53,17 @@ fn state_badge(state: DeviceState) -> String {
     format!(r#"<span class="badge {s}">{s}</span>"#, s = state.as_str())
 }
 
-/// The device table (also served alone as a fragment for refreshes).
+/// The fleet summary and device table (also served alone as a fragment for refreshes).
 pub fn device_table(devices: &[DeviceSummary], now: TimestampNs) -> String {
-    let mut html = String::from(
+    let synced = devices
+        .iter()
+        .filter(|d| d.state == DeviceState::Synced)
+        .count();
+    let mut html = format!(
+        r#"<p class="summary">{synced} of {total} synced</p>"#,
+        total = devices.len()
+    );
+    html.push_str(
         r#"<table id="devices"><thead><tr><th>Device</th><th>Address</th><th>State</th><th>Series</th><th>Last update</th><th>Last error</th></tr></thead><tbody>"#,
     );
     for d in devices {
@@ -79,13 +87,8 @@ pub fn device_table(devices: &[DeviceSummary], now: TimestampNs) -> String {
 
 /// `/`: every device with its state and freshness.
 pub fn index(devices: &[DeviceSummary], now: TimestampNs) -> String {
-    let synced = devices
-        .iter()
-        .filter(|d| d.state == DeviceState::Synced)
-        .count();
     let body = format!(
-        r#"<h1>Devices</h1><p class="summary">{synced} of {total} synced</p><div data-refresh="/fragments/devices">{table}</div>"#,
-        total = devices.len(),
+        r#"<h1>Devices</h1><div data-refresh="/fragments/devices">{table}</div>"#,
         table = device_table(devices, now),
     );
     page("Devices", &body)
@@ -199,25 +202,34 @@ pub fn device_page(
     for (interface, svg) in charts {
         let _ = write!(
             body,
-            r#"<figure data-interface="{i}">{svg}</figure>"#,
+            r#"<figure data-interface="{i}"><figcaption>{i}</figcaption>{svg}</figure>"#,
             i = escape(interface)
         );
     }
     if charts.is_empty() {
         body.push_str("<p>No interface counters received yet.</p>");
     }
-    body.push_str(r#"</div><h2>Latest values</h2><table><thead><tr><th>Path</th><th>Value</th><th>Updated</th></tr></thead><tbody>"#);
+    let _ = write!(
+        body,
+        r#"</div><h2>Latest values</h2><table><thead><tr><th>Path</th><th>Value</th><th>Updated</th></tr></thead><tbody id="latest">{}</tbody></table>"#,
+        latest_rows(series, now)
+    );
+    page(device.name.as_str(), &body)
+}
+
+/// Rows of the latest-values table (also sent alone by live updates).
+pub fn latest_rows(series: &[SeriesSummary], now: TimestampNs) -> String {
+    let mut rows = String::new();
     for s in series {
         let _ = write!(
-            body,
+            rows,
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
             escape(&s.path.to_string()),
             escape(&s.last_value.to_string()),
             age(Some(s.last_ts), now)
         );
     }
-    body.push_str("</tbody></table>");
-    page(device.name.as_str(), &body)
+    rows
 }
 
 #[cfg(test)]
