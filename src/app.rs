@@ -86,13 +86,10 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListe
 }
 
 async fn start_fleet(count: usize, sim: &SimArgs) -> anyhow::Result<simulator::Fleet> {
-    let config = simulator::FleetConfig {
-        devices: count,
-        base_address: sim.base_address,
-        port: sim.port,
-        interfaces: sim.interfaces,
-        ..Default::default()
-    };
+    start_fleet_with(sim.fleet_config(count)).await
+}
+
+async fn start_fleet_with(config: simulator::FleetConfig) -> anyhow::Result<simulator::Fleet> {
     simulator::Fleet::start(config)
         .await
         .context("cannot start the simulated devices")
@@ -139,9 +136,10 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
     let listener = bind(args.listen.listen).await?;
     let addr = listener.local_addr()?;
     let count = devices.len();
+    let health = collector::HealthBook::default();
     let web_task = tokio::spawn(web::serve(
         listener,
-        web::router(state),
+        web::router(state).merge(collector_api(health.clone())),
         shutdown.clone().cancelled_owned(),
     ));
     println!("netpulse is running with {count} devices: open http://{addr}/");
@@ -150,7 +148,8 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
         store,
         bus,
         metrics,
-        collector::CollectorConfig::default(),
+        health,
+        args.gnmi.config(),
         shutdown.clone(),
     )
     .await?;
@@ -173,7 +172,9 @@ async fn run_collector(args: CollectorArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(collector::CollectorMetrics::register(&mut registry));
     let listener = bind(args.listen).await?;
     let addr = listener.local_addr()?;
-    let ops = web::ops_router(store.clone(), Arc::new(registry));
+    let health = collector::HealthBook::default();
+    let ops =
+        web::ops_router(store.clone(), Arc::new(registry)).merge(collector_api(health.clone()));
     let ops_task = tokio::spawn(web::serve(
         listener,
         ops,
@@ -188,13 +189,28 @@ async fn run_collector(args: CollectorArgs) -> anyhow::Result<()> {
         store,
         bus,
         metrics,
-        collector::CollectorConfig::default(),
+        health,
+        args.gnmi.config(),
         shutdown.clone(),
     )
     .await?;
     shutdown.cancelled().await;
     ops_task.await??;
     Ok(())
+}
+
+/// Path of the collector's per-device health (state, quirks, completeness) as JSON.
+pub const COLLECTOR_DEVICES_PATH: &str = "/api/v1/collector/devices";
+
+/// `GET /api/v1/collector/devices` on the collector's ops listener.
+fn collector_api(health: collector::HealthBook) -> axum::Router {
+    axum::Router::new().route(
+        COLLECTOR_DEVICES_PATH,
+        axum::routing::get(move || {
+            let health = health.clone();
+            async move { axum::Json(health.snapshot()) }
+        }),
+    )
 }
 
 async fn run_web(args: WebArgs) -> anyhow::Result<()> {
@@ -213,7 +229,18 @@ async fn run_web(args: WebArgs) -> anyhow::Result<()> {
 
 async fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
-    let fleet = start_fleet(args.devices, &args.sim).await?;
+    let config = simulator::FleetConfig {
+        tls: args.tls,
+        require_client_cert: args.require_client_cert,
+        credentials: args.credentials.clone(),
+        ..args.sim.fleet_config(args.devices)
+    };
+    let fleet = start_fleet_with(config).await?;
+    if let Some(dir) = &args.write_secret {
+        write_secret(&fleet, args.credentials.as_ref(), dir)
+            .with_context(|| format!("cannot write {}", dir.display()))?;
+        println!("wrote client secrets to {}", dir.display());
+    }
     if let Some(file) = &args.write_devices {
         let entries = fleet_entries(&fleet, &args.sim.sample_interval)?;
         std::fs::write(file, devices_file::render(&entries))
@@ -221,7 +248,7 @@ async fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
         println!("wrote {} devices to {}", entries.len(), file.display());
     }
     for device in fleet.devices() {
-        println!("{} {}", device.name, device.addr);
+        println!("{} {} {}", device.name, device.addr, device.role.as_str());
     }
     println!(
         "{} simulated devices running; Ctrl-C stops them",
@@ -229,6 +256,36 @@ async fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
     );
     shutdown.cancelled().await;
     fleet.shutdown().await;
+    Ok(())
+}
+
+/// Writes what a client of `fleet` needs into `dir`, laid out like a mounted Secret.
+fn write_secret(
+    fleet: &simulator::Fleet,
+    credentials: Option<&(String, String)>,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut files: Vec<(&str, String)> = Vec::new();
+    if let Some(ca) = fleet.ca_pem() {
+        files.push(("ca.crt", ca));
+    }
+    if let Some((cert, key)) = fleet.client_identity_pem() {
+        files.push(("tls.crt", cert));
+        files.push(("tls.key", key));
+    }
+    if let Some((username, password)) = credentials {
+        files.push(("username", username.clone()));
+        files.push(("password", password.clone()));
+    }
+    for (name, content) in files {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // Keys and passwords readable by the owner only.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(dir.join(name))?, content.as_bytes())?;
+    }
     Ok(())
 }
 

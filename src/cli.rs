@@ -74,6 +74,46 @@ pub struct RedisArgs {
     pub bus_prefix: String,
 }
 
+/// gNMI session settings of the collector.
+#[derive(Debug, Args)]
+pub struct GnmiArgs {
+    /// Directory of the Secrets devices name (credentials, gnmi.tls.caSecret,
+    /// clientCertSecret): one sub-directory per Secret holding `ca.crt`, `tls.crt`,
+    /// `tls.key`, `username`, `password` (the layout of a Secret mounted as a volume).
+    #[arg(long, env = "NETPULSE_SECRETS_DIR", value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
+
+    /// Largest gNMI message accepted, in bytes.
+    #[arg(long, env = "NETPULSE_GNMI_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub gnmi_max_message_bytes: usize,
+
+    /// Interval of gRPC (HTTP/2) keepalive pings to devices, e.g. `30s`.
+    #[arg(long, env = "NETPULSE_GNMI_KEEPALIVE", default_value = "30s", value_parser = parse_duration)]
+    pub gnmi_keepalive: std::time::Duration,
+
+    /// Retry delay for a device that rejects the credentials or refuses every form of the
+    /// subscription, e.g. `5m`.
+    #[arg(long, env = "NETPULSE_GNMI_REFUSED_BACKOFF", default_value = "5m", value_parser = parse_duration)]
+    pub gnmi_refused_backoff: std::time::Duration,
+}
+
+impl GnmiArgs {
+    /// The collector configuration these flags describe.
+    pub fn config(&self) -> collector::CollectorConfig {
+        collector::CollectorConfig {
+            secrets_dir: self.secrets_dir.clone(),
+            max_message_bytes: self.gnmi_max_message_bytes,
+            keepalive_interval: self.gnmi_keepalive,
+            refused_backoff: self.gnmi_refused_backoff,
+            ..collector::CollectorConfig::default()
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crds::parse_duration(s).map_err(|e| e.to_string())
+}
+
 #[derive(Debug, Args)]
 pub struct SimArgs {
     /// First loopback address of the simulated devices; each device takes the next one.
@@ -91,6 +131,72 @@ pub struct SimArgs {
     /// Sample interval the collector asks simulated devices for.
     #[arg(long, env = "NETPULSE_SAMPLE_INTERVAL", default_value = "2s")]
     pub sample_interval: String,
+
+    /// Spines per pod of the simulated leaf-spine fabric that LLDP reports: devices come in
+    /// pods of SPINES + INTERFACES devices, the first SPINES of each pod being spines
+    /// (with the defaults sim-0001 and sim-0002 are spines, sim-0003..sim-0006 leaves).
+    /// 0: no LLDP neighbours.
+    #[arg(long, env = "NETPULSE_SIM_SPINES", default_value_t = 2)]
+    pub spines: usize,
+
+    /// How every simulated device misbehaves: a comma-separated list of
+    /// `refuse-on-change` (ON_CHANGE subscriptions fail with UNIMPLEMENTED),
+    /// `json-ietf-only` (every other encoding fails with UNIMPLEMENTED), `slow=DURATION`
+    /// (delay before each Subscribe response), `drop-every=DURATION` (streams end with
+    /// UNAVAILABLE after this long), `silent-after=DURATION` (streams stay open but go
+    /// quiet after this long), `malformed-path-every=N` (every Nth notification has a path
+    /// element with an empty name), `oversize=BYTES` (one notification larger than BYTES,
+    /// once per device). Durations: 500ms, 30s, 5m, 1h.
+    #[arg(
+        long,
+        env = "NETPULSE_SIM_MISBEHAVE",
+        value_name = "LIST",
+        default_value = ""
+    )]
+    pub misbehave: simulator::Misbehaviour,
+
+    /// Misbehaviour of one device, replacing --misbehave for it: `NAME:LIST`, for example
+    /// `sim-0003:drop-every=30s,slow=1s`. Repeat for several devices.
+    #[arg(long, value_name = "NAME:LIST", value_parser = parse_device_misbehaviour)]
+    pub misbehave_device: Vec<(usize, simulator::Misbehaviour)>,
+    /// Accept every simulated device's connections on one socket (0.0.0.0:PORT tied to
+    /// `lo`), telling devices apart by the address dialled: one file descriptor instead of
+    /// one per device. Needs a fixed --port, no TLS, Linux and CAP_NET_RAW.
+    #[arg(long, env = "NETPULSE_SIM_SHARED_LISTENER")]
+    pub shared_listener: bool,
+}
+
+impl SimArgs {
+    /// The fleet these flags describe, with `devices` devices.
+    pub fn fleet_config(&self, devices: usize) -> simulator::FleetConfig {
+        simulator::FleetConfig {
+            devices,
+            base_address: self.base_address,
+            port: self.port,
+            interfaces: self.interfaces,
+            spines: self.spines,
+            misbehaviour: self.misbehave.clone(),
+            misbehaving: self.misbehave_device.clone(),
+            shared_listener: self.shared_listener,
+            ..simulator::FleetConfig::default()
+        }
+    }
+}
+
+/// `sim-0003:LIST` -> (2, LIST parsed): device names are 1-based, indexes 0-based.
+fn parse_device_misbehaviour(s: &str) -> Result<(usize, simulator::Misbehaviour), String> {
+    let (name, list) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not NAME:LIST (e.g. sim-0003:drop-every=30s)"))?;
+    let number: usize = name
+        .strip_prefix("sim-")
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{name:?} is not a simulated device name (sim-0001, ...)"))?;
+    let misbehaviour = list
+        .parse()
+        .map_err(|e: simulator::ParseMisbehaviourError| e.to_string())?;
+    Ok((number - 1, misbehaviour))
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +221,9 @@ pub struct AllArgs {
 
     #[command(flatten)]
     pub sim: SimArgs,
+
+    #[command(flatten)]
+    pub gnmi: GnmiArgs,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +242,9 @@ pub struct CollectorArgs {
 
     #[command(flatten)]
     pub redis: RedisArgs,
+
+    #[command(flatten)]
+    pub gnmi: GnmiArgs,
 }
 
 #[derive(Debug, Args)]
@@ -161,8 +273,37 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "FILE")]
     pub write_devices: Option<PathBuf>,
 
+    /// Serve gNMI over TLS: a CA is generated at start, and each device gets a certificate
+    /// for its IP address. See --write-secret for the CA.
+    #[arg(long, env = "NETPULSE_SIM_TLS")]
+    pub tls: bool,
+
+    /// With --tls, demand a client certificate signed by the generated CA (mutual TLS).
+    #[arg(long, requires = "tls", env = "NETPULSE_SIM_REQUIRE_CLIENT_CERT")]
+    pub require_client_cert: bool,
+
+    /// Username and password every gNMI RPC must carry (`username`/`password` metadata),
+    /// as USER:PASSWORD; others get UNAUTHENTICATED.
+    #[arg(long, env = "NETPULSE_SIM_CREDENTIALS", value_name = "USER:PASSWORD", value_parser = parse_credentials)]
+    pub credentials: Option<(String, String)>,
+
+    /// Write what a client needs into DIR, in the layout of a mounted Kubernetes Secret
+    /// (a sub-directory of a collector's --secrets-dir): `ca.crt` (with --tls), `tls.crt`
+    /// and `tls.key` (with --require-client-cert), `username` and `password` (with
+    /// --credentials).
+    #[arg(long, value_name = "DIR")]
+    pub write_secret: Option<PathBuf>,
+
     #[command(flatten)]
     pub sim: SimArgs,
+}
+
+/// `USER:PASSWORD` -> (USER, PASSWORD); the password may contain `:`.
+fn parse_credentials(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((user, password)) if !user.is_empty() => Ok((user.to_owned(), password.to_owned())),
+        _ => Err("expected USER:PASSWORD".to_owned()),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +370,61 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn simulate_takes_tls_credentials_and_misbehaviour() {
+        let cli = Cli::try_parse_from([
+            "netpulse",
+            "simulate",
+            "--tls",
+            "--require-client-cert",
+            "--credentials",
+            "admin:pa:ss",
+            "--misbehave",
+            "slow=200ms,refuse-on-change",
+            "--misbehave-device",
+            "sim-0003:drop-every=30s",
+            "--spines",
+            "4",
+        ])
+        .unwrap();
+        let Command::Simulate(args) = cli.command else {
+            panic!("not simulate");
+        };
+        assert!(args.tls && args.require_client_cert);
+        assert_eq!(args.credentials, Some(("admin".into(), "pa:ss".into())));
+        let config = args.sim.fleet_config(5);
+        assert_eq!(config.spines, 4);
+        assert!(config.misbehaviour.refuse_on_change);
+        assert_eq!(
+            config.misbehaviour.send_delay,
+            Some(std::time::Duration::from_millis(200))
+        );
+        assert_eq!(config.misbehaving.len(), 1);
+        assert_eq!(config.misbehaving[0].0, 2);
+        assert!(
+            Cli::try_parse_from(["netpulse", "simulate", "--require-client-cert"]).is_err(),
+            "mTLS needs TLS"
+        );
+        for bad in ["explode", "sim-0000:slow=1s", "eth0:slow=1s", "sim-0001"] {
+            let flag = if bad.contains(':') || bad.starts_with("sim") {
+                "--misbehave-device"
+            } else {
+                "--misbehave"
+            };
+            assert!(
+                Cli::try_parse_from(["netpulse", "simulate", flag, bad]).is_err(),
+                "{bad}"
+            );
+        }
+        // Defaults keep the old behaviour.
+        let cli = Cli::try_parse_from(["netpulse", "simulate"]).unwrap();
+        let Command::Simulate(args) = cli.command else {
+            panic!("not simulate");
+        };
+        assert!(!args.tls && args.credentials.is_none());
+        assert!(!args.sim.fleet_config(1).misbehaviour.is_any());
     }
 
     #[test]

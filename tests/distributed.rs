@@ -94,9 +94,26 @@ async fn collector_and_web_processes_share_only_postgres_and_redis() {
         .text()
         .await
         .unwrap();
+    for name in [
+        "netpulse_collector_samples_written_total",
+        "netpulse_collector_samples_expected_total",
+        "netpulse_collector_samples_missing_total",
+        "netpulse_collector_bytes_received_total",
+        "netpulse_collector_reconnects_total",
+    ] {
+        assert!(
+            collector_metrics.contains(name),
+            "{name}: {collector_metrics}"
+        );
+    }
+    // The collector's per-device view is on its ops listener.
+    let health = get_json(&format!("{collector_base}/api/v1/collector/devices"))
+        .await
+        .expect("collector devices JSON");
+    let devices = health.as_array().expect("a list");
     assert!(
-        collector_metrics.contains("netpulse_collector_samples_written_total"),
-        "{collector_metrics}"
+        !devices.is_empty() && devices.iter().all(|d| d["state"].is_string()),
+        "{health}"
     );
 
     assert!(collector.terminate().await.success());

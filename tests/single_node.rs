@@ -61,6 +61,21 @@ async fn single_node_collects_stores_and_serves_live_data() {
     let error = dead["lastError"].as_str().unwrap();
     assert!(error.contains("cannot connect"), "{error}");
 
+    // The collector's own view: per-device state, encoding and sample completeness.
+    let health = eventually("collector health with completeness", || async {
+        let json = get_json(&format!("{base}/api/v1/collector/devices")).await?;
+        let sim = json
+            .as_array()?
+            .iter()
+            .find(|d| d["device"] == "sim-0001")?
+            .clone();
+        (sim["subscriptions"][0]["received"].as_u64() > Some(0)).then_some(sim)
+    })
+    .await;
+    assert_eq!(health["state"], "synced", "{health}");
+    assert_eq!(health["encoding"], "proto", "{health}");
+    assert!(health["bytesReceived"].as_u64() > Some(0), "{health}");
+
     // The device page renders a chart per interface.
     let page = reqwest::get(format!("{base}/devices/sim-0001"))
         .await

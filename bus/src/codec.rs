@@ -59,6 +59,38 @@ mod tests {
         assert_eq!(decode(&encode(&m)).unwrap(), m);
     }
 
+    /// Every value kind crosses the bus unchanged, deletes included.
+    #[test]
+    fn every_value_kind_round_trips() {
+        let device = DeviceKey::new("leaf1").unwrap();
+        let values = [
+            Value::Decimal {
+                digits: -12345,
+                precision: 3,
+            },
+            Value::Bytes(vec![0, 255]),
+            Value::LeafList(vec![Value::Uint(1), Value::String("a".into())]),
+            Value::Any {
+                type_url: "type.googleapis.com/x.Y".into(),
+                value: vec![8, 1],
+            },
+            Value::Deleted,
+        ];
+        let m = BusMessage::Samples {
+            device: device.clone(),
+            samples: values
+                .into_iter()
+                .map(|value| Sample {
+                    device: device.clone(),
+                    path: "/a".parse().unwrap(),
+                    ts: 1,
+                    value,
+                })
+                .collect(),
+        };
+        assert_eq!(decode(&encode(&m)).unwrap(), m);
+    }
+
     #[test]
     fn refuses_other_versions_and_garbage() {
         let mut bytes = encode(&message());

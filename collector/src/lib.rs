@@ -5,12 +5,21 @@
 //! task per device, capped by a connect semaphore; the channel is bounded, so a slow store
 //! slows the sessions (backpressure) instead of growing memory. Imports `model`, `proto`,
 //! `crds`, `store` and `bus`; must not import the web or operator crates.
+//!
+//! `transport` reaches a device (TLS, mTLS, credentials from a secrets directory),
+//! `plan` decides what to ask it for and how to fall back when it refuses, `session`
+//! supervises the stream, `health` keeps per-device quirks and sample completeness
+//! ([`HealthBook`]), `pipeline` batches into the store and the bus.
 
+mod health;
 mod metrics;
 mod pipeline;
+mod plan;
 mod session;
 pub mod source;
+pub mod transport;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +30,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use health::{DeviceHealth, HealthBook, SubscriptionHealth};
 pub use metrics::CollectorMetrics;
 
 /// Collector errors.
@@ -54,6 +64,27 @@ pub struct CollectorConfig {
     pub backoff_max: Duration,
     /// Connection attempts in flight at once, so a restart does not storm the network.
     pub max_concurrent_connects: usize,
+    /// Delay before retrying a device that rejected the credentials or refused every
+    /// variant of the subscription: retrying sooner cannot succeed and floods its logs.
+    pub refused_backoff: Duration,
+    /// Largest gNMI message accepted (a big device's notification can be several MB).
+    pub max_message_bytes: usize,
+    /// Interval of HTTP/2 keepalive pings; a peer that stops answering them is dropped.
+    pub keepalive_interval: Duration,
+    /// How long a keepalive ping may stay unanswered.
+    pub keepalive_timeout: Duration,
+    /// A stream silent for this many of its longest sample (or heartbeat) interval is
+    /// torn down and reopened.
+    pub idle_intervals: u32,
+    /// Lower bound of the idle timeout, for devices with very short intervals.
+    pub min_idle: Duration,
+    /// Directory holding the Secrets a Device names, one directory per Secret:
+    /// `<dir>/<secret>/{ca.crt,tls.crt,tls.key,username,password}` (file-driven and
+    /// single-node deployments; a Kubernetes Secret mounted as a volume has this layout).
+    pub secrets_dir: Option<PathBuf>,
+    /// Window over which a synced device's missing samples are judged: more than a tenth
+    /// missing in one window reports the device Degraded.
+    pub completeness_window: Duration,
 }
 
 impl Default for CollectorConfig {
@@ -66,17 +97,27 @@ impl Default for CollectorConfig {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             max_concurrent_connects: 64,
+            refused_backoff: Duration::from_secs(300),
+            max_message_bytes: 16 * 1024 * 1024,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            idle_intervals: 3,
+            min_idle: Duration::from_secs(15),
+            secrets_dir: None,
+            completeness_window: Duration::from_secs(60),
         }
     }
 }
 
 /// Collects from `devices` until `shutdown` is cancelled, then stops the sessions, flushes
-/// every buffered sample to the store and returns.
+/// every buffered sample to the store and returns. Per-device health (state, quirks,
+/// completeness) is kept in `health`.
 pub async fn run(
     devices: Vec<DeviceEntry>,
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     metrics: Arc<CollectorMetrics>,
+    health: HealthBook,
     config: CollectorConfig,
     shutdown: CancellationToken,
 ) -> Result<()> {
@@ -102,7 +143,7 @@ pub async fn run(
         config.clone(),
         shutdown.clone(),
     ));
-    let reporter = session::Reporter::new(store, bus, metrics.clone());
+    let reporter = session::Reporter::new(store, bus, metrics.clone(), health);
     let connects = Arc::new(Semaphore::new(config.max_concurrent_connects.max(1)));
     let mut sessions = JoinSet::new();
     for device in devices.into_iter().filter(|d| d.spec.gnmi.enabled) {

@@ -43,6 +43,19 @@ pub struct CollectorMetrics {
     pub queue_depth: Gauge,
     /// Session (re)connect attempts.
     pub connects: Counter,
+    /// Sessions reopened after the first (after a failure or a server close).
+    pub reconnects: Counter,
+    /// Encoded bytes of the Subscribe responses received.
+    pub bytes_received: Counter,
+    /// Samples the SAMPLE subscriptions' intervals imply.
+    pub samples_expected: Counter,
+    /// Expected samples that never came.
+    pub samples_missing: Counter,
+    /// Subscriptions asked again without what the device refused (mode or encoding).
+    pub fallbacks: Counter,
+    /// Times a session found the queue to the batcher full and had to wait
+    /// (backpressure: the device's data waits in the session, nothing is dropped).
+    pub queue_full: Counter,
 }
 
 impl Default for CollectorMetrics {
@@ -60,6 +73,12 @@ impl Default for CollectorMetrics {
             batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             queue_depth: Gauge::default(),
             connects: Counter::default(),
+            reconnects: Counter::default(),
+            bytes_received: Counter::default(),
+            samples_expected: Counter::default(),
+            samples_missing: Counter::default(),
+            fallbacks: Counter::default(),
+            queue_full: Counter::default(),
         }
     }
 }
@@ -117,6 +136,36 @@ impl CollectorMetrics {
             m.queue_depth.clone(),
         );
         r.register("connects", "Session connect attempts", m.connects.clone());
+        r.register(
+            "reconnects",
+            "Sessions reopened after a failure or a server close",
+            m.reconnects.clone(),
+        );
+        r.register(
+            "bytes_received",
+            "Encoded bytes of the gNMI Subscribe responses received",
+            m.bytes_received.clone(),
+        );
+        r.register(
+            "samples_expected",
+            "Samples the sample intervals of SAMPLE subscriptions imply",
+            m.samples_expected.clone(),
+        );
+        r.register(
+            "samples_missing",
+            "Expected samples that never came",
+            m.samples_missing.clone(),
+        );
+        r.register(
+            "fallbacks",
+            "Subscriptions asked again without the mode or encoding a device refused",
+            m.fallbacks.clone(),
+        );
+        r.register(
+            "queue_full",
+            "Times a session waited because the queue to the batcher was full",
+            m.queue_full.clone(),
+        );
         m
     }
 

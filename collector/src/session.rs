@@ -1,53 +1,70 @@
-//! One gNMI Subscribe session per device, supervised: connect, subscribe, read, and on
-//! any failure report it and reconnect with jittered exponential backoff.
+//! One gNMI Subscribe session per device, supervised: connect, ask for Capabilities,
+//! subscribe, read, and on any failure report it and reconnect with jittered exponential
+//! backoff.
+//!
+//! A device that refuses part of the request (UNIMPLEMENTED, INVALID_ARGUMENT before it
+//! sent anything) is asked again without what it refused: on-change becomes SAMPLE, a
+//! refused encoding is dropped. Each such quirk is recorded in plain words. A device that
+//! rejects the credentials, or refuses every variant, is retried only after
+//! `refused_backoff`: retrying sooner cannot succeed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bus::{Bus, BusMessage};
+use crds::SubscribeMode;
 use crds::devices_file::DeviceEntry;
-use crds::{DeviceSpec, Encoding, SubscriptionMode};
 use model::{DeviceEvent, DeviceKey, DeviceState, Sample};
+use prost::Message as _;
 use proto::gnmi;
 use proto::gnmi::g_nmi_client::GNmiClient;
 use store::Store;
 use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
+use tonic::Code;
 use tracing::Instrument;
 
+use crate::health::{Completeness, HealthBook};
+use crate::plan::{self, Fallback, Plan};
+use crate::transport;
 use crate::{CollectorConfig, CollectorMetrics};
 
-/// Largest gNMI message accepted (notifications of big devices can be several MB).
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-/// A stream silent for this many sample intervals is considered dead.
-const IDLE_INTERVALS: u32 = 3;
-/// Lower bound of the idle timeout, for devices with very short intervals.
-const MIN_IDLE: Duration = Duration::from_secs(15);
-/// Idle timeout when no subscription has a sample interval (on_change only).
-const DEFAULT_IDLE: Duration = Duration::from_secs(120);
+/// How often a session copies its completeness counters into the health book.
+const HEALTH_PUBLISH: Duration = Duration::from_secs(1);
+/// A synced device missing more than this share of its expected samples over a
+/// completeness window is reported Degraded.
+const MISSING_DEGRADED: f64 = 0.1;
 
 /// The last state reported for a device, with its error.
 type Reported = (DeviceState, Option<String>);
 
-/// Reports device state changes to the store, the bus and the metrics, once per change.
+/// Reports device state changes to the store, the bus, the metrics and the health book,
+/// once per change.
 #[derive(Clone, Debug)]
 pub struct Reporter {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     metrics: Arc<CollectorMetrics>,
+    health: HealthBook,
     current: Arc<Mutex<HashMap<DeviceKey, Reported>>>,
 }
 
 impl Reporter {
-    /// A reporter writing to `store` and `bus`.
-    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, metrics: Arc<CollectorMetrics>) -> Self {
+    /// A reporter writing to `store`, `bus` and `health`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        metrics: Arc<CollectorMetrics>,
+        health: HealthBook,
+    ) -> Self {
         Self {
             store,
             bus,
             metrics,
+            health,
             current: Arc::default(),
         }
     }
@@ -64,6 +81,7 @@ impl Reporter {
             }
         };
         self.metrics.transition(previous, state);
+        self.health.set_state(device, state, error.as_deref());
         match &error {
             Some(error) => tracing::warn!(%device, %state, %error, "Device state changed"),
             None => tracing::info!(%device, %state, "Device state changed"),
@@ -88,66 +106,25 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// Supervises one device's session until `shutdown`.
-pub async fn run(
-    device: DeviceEntry,
-    tx: mpsc::Sender<Vec<Sample>>,
-    reporter: Reporter,
-    connects: Arc<Semaphore>,
-    config: CollectorConfig,
-    shutdown: CancellationToken,
-) {
-    let span = tracing::info_span!("session", device = %device.name);
-    async move {
-        let mut backoff = config.backoff_min;
-        while !shutdown.is_cancelled() {
-            reporter
-                .set(&device.name, DeviceState::Connecting, None)
-                .await;
-            let outcome = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                outcome = attempt(&device, &tx, &reporter, &connects, &config) => outcome,
-            };
-            let delay = match outcome {
-                Outcome::Closed => {
-                    tracing::info!("Device closed the stream; reconnecting");
-                    backoff = config.backoff_min;
-                    Duration::ZERO
-                }
-                Outcome::PipelineGone => break,
-                Outcome::Failed { error, was_synced } => {
-                    reporter
-                        .set(&device.name, DeviceState::Unreachable, Some(error))
-                        .await;
-                    if was_synced {
-                        backoff = config.backoff_min;
-                    }
-                    let delay = jitter(backoff);
-                    backoff = (backoff * 2).min(config.backoff_max);
-                    delay
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
-        tracing::debug!("Session stopped");
-    }
-    .instrument(span)
-    .await;
-}
-
 /// Full jitter over the upper half: spreads a fleet's reconnects apart.
 fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
+/// How one attempt ended.
+#[derive(Debug)]
 enum Outcome {
     /// The device ended the stream cleanly.
     Closed,
-    /// The batcher is gone (shutdown).
-    PipelineGone,
+    /// A `once` round is complete; the next one starts after the poll interval.
+    Done,
+    /// Shutdown was requested, or the pipeline is gone.
+    Stopped,
+    /// The device refused part of the request; ask again without it.
+    Fallback(Fallback),
+    /// Credentials rejected, or every variant of the request refused: retrying soon
+    /// cannot help.
+    Refused(String),
     /// Connect, subscribe or stream failure, in plain words.
     Failed { error: String, was_synced: bool },
 }
@@ -171,203 +148,493 @@ fn describe_status(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
 
-async fn attempt(
-    device: &DeviceEntry,
-    tx: &mpsc::Sender<Vec<Sample>>,
-    reporter: &Reporter,
-    connects: &Semaphore,
-    config: &CollectorConfig,
-) -> Outcome {
-    let fail = |error: String| Outcome::Failed {
-        error,
-        was_synced: false,
+fn is_auth(code: Code) -> bool {
+    matches!(code, Code::Unauthenticated | Code::PermissionDenied)
+}
+
+/// One device's supervisor and what it learned, kept across reconnects.
+struct Session {
+    device: DeviceEntry,
+    tx: mpsc::Sender<Vec<Sample>>,
+    reporter: Reporter,
+    connects: Arc<Semaphore>,
+    config: CollectorConfig,
+    shutdown: CancellationToken,
+    plan: Plan,
+    /// Refusals worked around, in plain words.
+    quirks: Vec<String>,
+    /// A note on the encoding, when it is not the one the Device prefers.
+    encoding_note: Option<String>,
+    completeness: Completeness,
+    bytes: u64,
+}
+
+/// Supervises one device's session until `shutdown`.
+pub async fn run(
+    device: DeviceEntry,
+    tx: mpsc::Sender<Vec<Sample>>,
+    reporter: Reporter,
+    connects: Arc<Semaphore>,
+    config: CollectorConfig,
+    shutdown: CancellationToken,
+) {
+    let span = tracing::info_span!("session", device = %device.name);
+    let completeness = Completeness::new(&device.spec, None);
+    let session = Session {
+        device,
+        tx,
+        reporter,
+        connects,
+        config,
+        shutdown,
+        plan: Plan::default(),
+        quirks: Vec::new(),
+        encoding_note: None,
+        completeness,
+        bytes: 0,
     };
-    let spec = &device.spec;
-    if !spec.gnmi.insecure {
-        return fail(
-            "gNMI over TLS is not supported by this release yet; set gnmi.insecure: true for plain-text targets".into(),
-        );
+    session.supervise().instrument(span).await;
+}
+
+impl Session {
+    fn name(&self) -> &DeviceKey {
+        &self.device.name
     }
-    let request = match subscribe_request(spec) {
-        Ok(r) => r,
-        Err(error) => return fail(error),
-    };
-    let authority = if spec.address.contains(':') {
-        format!("[{}]:{}", spec.address, spec.gnmi.port)
-    } else {
-        format!("{}:{}", spec.address, spec.gnmi.port)
-    };
-    let endpoint = match Endpoint::from_shared(format!("http://{authority}")) {
-        Ok(e) => e
-            .connect_timeout(config.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10)),
-        Err(error) => return fail(format!("invalid address {authority}: {error}")),
-    };
-    let channel = {
-        let Ok(_permit) = connects.acquire().await else {
-            return Outcome::PipelineGone;
-        };
-        reporter.metrics.connects.inc();
-        match endpoint.connect().await {
-            Ok(c) => c,
-            Err(error) => {
-                return fail(format!(
-                    "cannot connect to {authority}: {}",
-                    describe(&error)
-                ));
+
+    fn metrics(&self) -> &CollectorMetrics {
+        &self.reporter.metrics
+    }
+
+    async fn supervise(mut self) {
+        let mut backoff = self.config.backoff_min;
+        let mut attempts: u64 = 0;
+        // After a completed `once` round the next round is routine, not a reconnect.
+        let mut routine = false;
+        while !self.shutdown.is_cancelled() {
+            if attempts > 0 && !routine {
+                self.metrics().reconnects.inc();
+                self.reporter
+                    .health
+                    .update(self.name(), |h| h.reconnects += 1);
+            }
+            attempts += 1;
+            if !routine {
+                let note = self.quirks.last().cloned();
+                self.reporter
+                    .set(self.name(), DeviceState::Connecting, note)
+                    .await;
+            }
+            let outcome = self.attempt().await;
+            routine = matches!(outcome, Outcome::Done);
+            self.publish_health();
+            let delay = match outcome {
+                Outcome::Stopped => break,
+                Outcome::Closed => {
+                    tracing::info!("Device closed the stream; reconnecting");
+                    backoff = self.config.backoff_min;
+                    Duration::ZERO
+                }
+                Outcome::Done => {
+                    backoff = self.config.backoff_min;
+                    plan::poll_interval(&self.device.spec)
+                }
+                Outcome::Fallback(fallback) => {
+                    let quirk = self.plan.apply(&fallback, &self.device.spec);
+                    tracing::warn!(%quirk, "Device refused part of the subscription; asking again without it");
+                    self.metrics().fallbacks.inc();
+                    if fallback == Fallback::SampleInsteadOfOnChange {
+                        self.completeness = Completeness::new(
+                            &self.device.spec,
+                            Some(plan::sample_instead_interval(&self.device.spec)),
+                        );
+                    }
+                    self.quirks.push(quirk);
+                    let quirks = self.quirks.clone();
+                    self.reporter
+                        .health
+                        .update(self.name(), |h| h.quirks = quirks);
+                    // Bounded: each fallback gives up something, and there are few.
+                    Duration::ZERO
+                }
+                Outcome::Refused(error) => {
+                    self.reporter
+                        .set(self.name(), DeviceState::Unreachable, Some(error))
+                        .await;
+                    // Start afresh next time: the device may have been upgraded or
+                    // reconfigured by then.
+                    if self.plan.sample_instead_of_on_change {
+                        self.completeness = Completeness::new(&self.device.spec, None);
+                    }
+                    self.plan = Plan::default();
+                    self.quirks.clear();
+                    self.reporter
+                        .health
+                        .update(self.name(), |h| h.quirks.clear());
+                    jitter(self.config.refused_backoff)
+                }
+                Outcome::Failed { error, was_synced } => {
+                    self.reporter
+                        .set(self.name(), DeviceState::Unreachable, Some(error))
+                        .await;
+                    if was_synced {
+                        backoff = self.config.backoff_min;
+                    }
+                    let delay = jitter(backoff);
+                    backoff = (backoff * 2).min(self.config.backoff_max);
+                    delay
+                }
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
             }
         }
-    };
-    let mut client = GNmiClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    // The request stream stays open for the life of the subscription: closing it would
-    // tell the target we are done.
-    let (req_tx, req_rx) = mpsc::channel(1);
-    if req_tx.send(request).await.is_err() {
-        return Outcome::PipelineGone;
+        tracing::debug!("Session stopped");
     }
-    let mut stream = match client.subscribe(ReceiverStream::new(req_rx)).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => return fail(format!("subscribe refused: {}", describe_status(&status))),
-    };
-    let idle = idle_timeout(spec);
-    let mut synced = false;
-    let metrics = &reporter.metrics;
-    loop {
-        let message = match tokio::time::timeout(idle, stream.message()).await {
-            Err(_) => {
-                return Outcome::Failed {
-                    error: format!("no data for {}s; stream torn down", idle.as_secs()),
-                    was_synced: synced,
-                };
-            }
-            Ok(Err(status)) => {
-                return Outcome::Failed {
-                    error: format!("stream failed: {}", describe_status(&status)),
-                    was_synced: synced,
-                };
-            }
-            Ok(Ok(None)) => return Outcome::Closed,
-            Ok(Ok(Some(m))) => m,
+
+    /// The state and message of a synced device: Degraded while a refusal changes what
+    /// it sends (on-change sampled instead) or samples go missing.
+    fn synced_state(&self, missing: Option<String>) -> Reported {
+        let mut notes: Vec<String> = self.quirks.clone();
+        notes.extend(self.encoding_note.clone());
+        notes.extend(missing.clone());
+        let message = (!notes.is_empty()).then(|| notes.join("; "));
+        if self.plan.sample_instead_of_on_change || missing.is_some() {
+            (DeviceState::Degraded, message)
+        } else {
+            (DeviceState::Synced, message)
+        }
+    }
+
+    fn publish_health(&self) {
+        let report = self.completeness.report();
+        let bytes = self.bytes;
+        self.reporter.health.update(self.name(), |h| {
+            h.subscriptions = report;
+            h.bytes_received = bytes;
+        });
+    }
+
+    async fn attempt(&mut self) -> Outcome {
+        let fail = |error: String| Outcome::Failed {
+            error,
+            was_synced: false,
         };
-        use gnmi::subscribe_response::Response;
-        match message.response {
-            Some(Response::Update(notification)) => {
-                metrics.notifications.inc();
-                let samples = samples_from(&device.name, &notification, metrics);
-                if samples.is_empty() {
+        let spec = self.device.spec.clone();
+        let target = match transport::target(&spec, &self.config) {
+            Ok(t) => t,
+            Err(error) => return fail(error),
+        };
+        let channel = {
+            let permit = tokio::select! {
+                _ = self.shutdown.cancelled() => return Outcome::Stopped,
+                p = self.connects.acquire() => p,
+            };
+            let Ok(_permit) = permit else {
+                return Outcome::Stopped;
+            };
+            self.metrics().connects.inc();
+            let connected = tokio::select! {
+                _ = self.shutdown.cancelled() => return Outcome::Stopped,
+                c = target.endpoint.connect() => c,
+            };
+            match connected {
+                Ok(c) => c,
+                Err(error) => {
+                    let text = describe(&error);
+                    let hint = if text.contains("UnknownIssuer") {
+                        " (the device certificate is not signed by the CA of gnmi.tls.caSecret)"
+                    } else if text.contains("NotValidForName") {
+                        " (set gnmi.tls.serverName to a name the device certificate holds)"
+                    } else {
+                        ""
+                    };
+                    return fail(format!(
+                        "cannot connect to {}: {text}{hint}",
+                        target.authority
+                    ));
+                }
+            }
+        };
+        let mut client =
+            GNmiClient::new(channel).max_decoding_message_size(self.config.max_message_bytes);
+
+        // Capabilities first: the encoding comes from its answer.
+        let mut request = tonic::Request::new(gnmi::CapabilityRequest::default());
+        if let Some(c) = &target.credentials {
+            c.apply(&mut request);
+        }
+        request.set_timeout(self.config.connect_timeout);
+        let answer = tokio::select! {
+            _ = self.shutdown.cancelled() => return Outcome::Stopped,
+            a = client.capabilities(request) => a,
+        };
+        let supported = match answer {
+            Ok(response) => Some(response.into_inner().supported_encodings),
+            Err(status) if is_auth(status.code()) => {
+                return Outcome::Refused(format!(
+                    "credentials rejected: {}",
+                    describe_status(&status)
+                ));
+            }
+            // Capabilities is optional in practice; subscribe with the preference.
+            Err(status) if status.code() == Code::Unimplemented => None,
+            Err(status) => {
+                return fail(format!("Capabilities failed: {}", describe_status(&status)));
+            }
+        };
+        let (encoding, note) =
+            match plan::choose_encoding(spec.gnmi.encoding, supported.as_deref(), &self.plan) {
+                Ok(chosen) => chosen,
+                Err(error) => return Outcome::Refused(error),
+            };
+        self.encoding_note = note;
+        self.reporter.health.update(self.name(), |h| {
+            h.encoding = Some(plan::encoding_name(encoding).to_owned());
+        });
+        let request = match plan::subscribe_request(&spec, &self.plan, encoding) {
+            Ok(r) => r,
+            Err(error) => return Outcome::Refused(error),
+        };
+
+        // The request stream stays open for the life of the subscription: closing it
+        // would tell the target we are done.
+        let (req_tx, req_rx) = mpsc::channel(1);
+        if req_tx.send(request).await.is_err() {
+            return Outcome::Stopped;
+        }
+        let mut request = tonic::Request::new(ReceiverStream::new(req_rx));
+        if let Some(c) = &target.credentials {
+            c.apply(&mut request);
+        }
+        let subscribed = tokio::select! {
+            _ = self.shutdown.cancelled() => return Outcome::Stopped,
+            s = client.subscribe(request) => s,
+        };
+        let mut stream = match subscribed {
+            Ok(response) => response.into_inner(),
+            Err(status) => return self.refusal(&spec, encoding, &status, false, false),
+        };
+
+        let idle = plan::idle_timeout(
+            &spec,
+            &self.plan,
+            self.config.idle_intervals,
+            self.config.min_idle,
+        );
+        let mut synced = false;
+        let mut received_any = false;
+        let mut last_health = Instant::now();
+        let mut window = Window::new(self.config.completeness_window);
+        let mut missing_note: Option<String> = None;
+        let mode = spec.gnmi.mode;
+        let mut polls = tokio::time::interval(plan::poll_interval(&spec));
+        polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate; the first poll goes one interval after sync.
+        polls.tick().await;
+        let far = Duration::from_secs(365 * 24 * 3600);
+        let mut last_data = Instant::now();
+        loop {
+            let deadline = last_data + idle.unwrap_or(far);
+            // Shutdown is only honoured here, between messages: what was received is
+            // always handed to the pipeline. `Streaming::message` is cancel-safe.
+            let message = tokio::select! {
+                _ = self.shutdown.cancelled() => return Outcome::Stopped,
+                _ = polls.tick(), if mode == SubscribeMode::Poll && synced => {
+                    let poll = gnmi::SubscribeRequest {
+                        request: Some(gnmi::subscribe_request::Request::Poll(gnmi::Poll {})),
+                        ..Default::default()
+                    };
+                    if req_tx.send(poll).await.is_err() {
+                        return fail("the subscription's request stream closed".into());
+                    }
                     continue;
                 }
-                metrics.samples_received.inc_by(samples.len() as u64);
-                if tx.send(samples).await.is_err() {
-                    return Outcome::PipelineGone;
+                m = tokio::time::timeout_at(deadline, stream.message()) => m.ok(),
+            };
+            last_data = Instant::now();
+            let message = match message {
+                None => {
+                    return Outcome::Failed {
+                        error: format!(
+                            "no data for {}s; stream torn down",
+                            idle.unwrap_or_default().as_secs_f64()
+                        ),
+                        was_synced: synced,
+                    };
                 }
+                Some(Err(status)) => {
+                    return self.refusal(&spec, encoding, &status, received_any, synced);
+                }
+                Some(Ok(None)) if mode == SubscribeMode::Once && synced => return Outcome::Done,
+                // Reconnecting at once to a device that closes every stream unanswered
+                // would be a tight loop: that is a failure, with backoff.
+                Some(Ok(None)) if !received_any => {
+                    return fail("device closed the stream without sending anything".into());
+                }
+                Some(Ok(None)) => return Outcome::Closed,
+                Some(Ok(Some(m))) => m,
+            };
+            received_any = true;
+            let size = message.encoded_len() as u64;
+            self.bytes += size;
+            self.metrics().bytes_received.inc_by(size);
+            use gnmi::subscribe_response::Response;
+            match message.response {
+                Some(Response::Update(notification)) => {
+                    self.metrics().notifications.inc();
+                    let samples = samples_from(self.name(), &notification, self.metrics());
+                    let (mut expected, mut missing) = (0, 0);
+                    for s in &samples {
+                        let o = self.completeness.observe(&s.path, s.ts);
+                        expected += o.expected;
+                        missing += o.missing;
+                    }
+                    self.metrics().samples_expected.inc_by(expected);
+                    self.metrics().samples_missing.inc_by(missing);
+                    window.add(expected, missing);
+                    if !samples.is_empty() {
+                        self.metrics().samples_received.inc_by(samples.len() as u64);
+                        if !self.send(samples).await {
+                            return Outcome::Stopped;
+                        }
+                    }
+                }
+                Some(Response::SyncResponse(true)) if !synced => {
+                    synced = true;
+                    let (state, message) = self.synced_state(None);
+                    self.reporter.set(self.name(), state, message).await;
+                    if mode == SubscribeMode::Once {
+                        // One round complete; some targets never close a ONCE stream.
+                        return Outcome::Done;
+                    }
+                }
+                #[allow(deprecated)]
+                Some(Response::Error(e)) => {
+                    return Outcome::Failed {
+                        error: format!("device reported error {}: {}", e.code, e.message),
+                        was_synced: synced,
+                    };
+                }
+                _ => {}
             }
-            Some(Response::SyncResponse(true)) if !synced => {
-                synced = true;
-                reporter.set(&device.name, DeviceState::Synced, None).await;
+            if let Some(note) = window.close()
+                && synced
+                && note != missing_note
+            {
+                missing_note = note;
+                let (state, message) = self.synced_state(missing_note.clone());
+                self.reporter.set(self.name(), state, message).await;
             }
-            #[allow(deprecated)]
-            Some(Response::Error(e)) => {
-                return Outcome::Failed {
-                    error: format!("device reported error {}: {}", e.code, e.message),
-                    was_synced: synced,
-                };
+            if last_health.elapsed() >= HEALTH_PUBLISH {
+                last_health = Instant::now();
+                self.publish_health();
             }
-            _ => {}
+        }
+    }
+
+    /// Hands samples to the batcher, counting the waits a full queue imposes. Returns
+    /// `false` when the batcher is gone.
+    async fn send(&self, samples: Vec<Sample>) -> bool {
+        match self.tx.try_send(samples) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(samples)) => {
+                self.metrics().queue_full.inc();
+                self.tx.send(samples).await.is_ok()
+            }
+        }
+    }
+
+    /// Classifies a failed Subscribe: credentials, a refusal to fall back from, or a
+    /// plain stream failure.
+    fn refusal(
+        &self,
+        spec: &crds::DeviceSpec,
+        encoding: gnmi::Encoding,
+        status: &tonic::Status,
+        received_any: bool,
+        synced: bool,
+    ) -> Outcome {
+        if is_auth(status.code()) {
+            return Outcome::Refused(format!("credentials rejected: {}", describe_status(status)));
+        }
+        let refused = matches!(status.code(), Code::Unimplemented | Code::InvalidArgument);
+        if refused && !received_any {
+            return match self.plan.fallback(spec, encoding, status.message()) {
+                Some(fallback) => Outcome::Fallback(fallback),
+                None => Outcome::Refused(format!(
+                    "device refused the subscription: {}",
+                    describe_status(status)
+                )),
+            };
+        }
+        Outcome::Failed {
+            error: format!("stream failed: {}", describe_status(status)),
+            was_synced: synced,
         }
     }
 }
 
-/// Turns one notification into samples; updates that cannot be read are counted.
+/// Expected and missing samples over a window of time, to tell a device that currently
+/// loses samples from one that lost some long ago.
+struct Window {
+    length: Duration,
+    started: Instant,
+    expected: u64,
+    missing: u64,
+}
+
+impl Window {
+    fn new(length: Duration) -> Self {
+        Self {
+            length,
+            started: Instant::now(),
+            expected: 0,
+            missing: 0,
+        }
+    }
+
+    fn add(&mut self, expected: u64, missing: u64) {
+        self.expected += expected;
+        self.missing += missing;
+    }
+
+    /// When the window is over: `Some(None)` if it was complete enough, `Some(note)` if
+    /// too many samples were missing; then a new window starts.
+    fn close(&mut self) -> Option<Option<String>> {
+        if self.started.elapsed() < self.length {
+            return None;
+        }
+        let note = missing_note(self.expected, self.missing, self.length);
+        *self = Self::new(self.length);
+        Some(note)
+    }
+}
+
+fn missing_note(expected: u64, missing: u64, window: Duration) -> Option<String> {
+    (expected > 0 && missing as f64 > expected as f64 * MISSING_DEGRADED).then(|| {
+        format!(
+            "{missing} of {expected} expected samples missing in the last {}s",
+            window.as_secs()
+        )
+    })
+}
+
+/// Turns one notification into samples; what cannot be read is counted and logged.
 fn samples_from(
     device: &DeviceKey,
     notification: &gnmi::Notification,
     metrics: &CollectorMetrics,
 ) -> Vec<Sample> {
-    let mut out = Vec::with_capacity(notification.update.len());
-    for update in &notification.update {
-        let path = proto::full_path(notification.prefix.as_ref(), update.path.as_ref());
-        let value = update.val.as_ref().and_then(proto::to_value);
-        match (path, value) {
-            (Ok(path), Some(value)) => out.push(Sample {
-                device: device.clone(),
-                path,
-                ts: notification.timestamp,
-                value,
-            }),
-            (Err(error), _) => {
-                metrics.samples_invalid.inc();
-                tracing::debug!(%error, "Update with an unreadable path skipped");
-            }
-            (Ok(path), None) => {
-                metrics.samples_invalid.inc();
-                tracing::debug!(%path, "Update with an unsupported value skipped");
-            }
+    let decoded = proto::decode_notification(device, notification);
+    if !decoded.errors.is_empty() {
+        metrics.samples_invalid.inc_by(decoded.errors.len() as u64);
+        for error in &decoded.errors {
+            tracing::debug!(%error, "Unreadable part of a notification skipped");
         }
     }
-    out
-}
-
-fn idle_timeout(spec: &DeviceSpec) -> Duration {
-    spec.gnmi
-        .subscriptions
-        .iter()
-        .filter_map(|s| s.sample_interval.as_deref())
-        .filter_map(|s| crds::parse_duration(s).ok())
-        .max()
-        .map(|d| (d * IDLE_INTERVALS).max(MIN_IDLE))
-        .unwrap_or(DEFAULT_IDLE)
-}
-
-/// The Subscribe request for a device's spec: one STREAM list of its subscriptions.
-fn subscribe_request(spec: &DeviceSpec) -> Result<gnmi::SubscribeRequest, String> {
-    let mut subscriptions = Vec::with_capacity(spec.gnmi.subscriptions.len());
-    for s in &spec.gnmi.subscriptions {
-        let path: model::Path = s
-            .path
-            .parse()
-            .map_err(|e| format!("subscription path: {e}"))?;
-        let interval_ns = |v: &Option<String>| -> Result<u64, String> {
-            v.as_deref()
-                .map(|d| {
-                    crds::parse_duration(d)
-                        .map(|d| d.as_nanos() as u64)
-                        .map_err(|e| e.to_string())
-                })
-                .transpose()
-                .map(|d| d.unwrap_or(0))
-        };
-        let mode = match s.mode {
-            SubscriptionMode::Sample => gnmi::SubscriptionMode::Sample,
-            SubscriptionMode::OnChange => gnmi::SubscriptionMode::OnChange,
-            SubscriptionMode::TargetDefined => gnmi::SubscriptionMode::TargetDefined,
-        };
-        subscriptions.push(gnmi::Subscription {
-            path: Some(gnmi::Path::from(&path)),
-            mode: mode as i32,
-            sample_interval: interval_ns(&s.sample_interval)?,
-            suppress_redundant: s.suppress_redundant,
-            heartbeat_interval: interval_ns(&s.heartbeat_interval)?,
-        });
-    }
-    let encoding = match spec.gnmi.encoding {
-        None | Some(Encoding::Proto) => gnmi::Encoding::Proto,
-        Some(Encoding::Json) => gnmi::Encoding::Json,
-        Some(Encoding::JsonIetf) => gnmi::Encoding::JsonIetf,
-    };
-    Ok(gnmi::SubscribeRequest {
-        request: Some(gnmi::subscribe_request::Request::Subscribe(
-            gnmi::SubscriptionList {
-                subscription: subscriptions,
-                mode: gnmi::subscription_list::Mode::Stream as i32,
-                encoding: encoding as i32,
-                ..Default::default()
-            },
-        )),
-        ..Default::default()
-    })
+    decoded.samples
 }
 
 #[cfg(test)]
@@ -375,37 +642,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_carries_every_subscription_with_intervals_in_ns() {
-        let spec = DeviceSpec::new("127.0.0.1");
-        let req = subscribe_request(&spec).unwrap();
-        let Some(gnmi::subscribe_request::Request::Subscribe(list)) = req.request else {
-            panic!("not a subscribe request")
-        };
-        assert_eq!(list.subscription.len(), spec.gnmi.subscriptions.len());
-        assert_eq!(list.mode, gnmi::subscription_list::Mode::Stream as i32);
-        let first = &list.subscription[0];
-        assert_eq!(first.sample_interval, 10_000_000_000);
-        let path = proto::full_path(None, first.path.as_ref()).unwrap();
-        assert_eq!(path.to_string(), spec.gnmi.subscriptions[0].path);
-    }
-
-    #[test]
-    fn idle_timeout_follows_the_longest_interval() {
-        let mut spec = DeviceSpec::new("127.0.0.1");
-        spec.gnmi.subscriptions = vec![
-            crds::Subscription::sample("/a", "1s"),
-            crds::Subscription::sample("/b", "20s"),
-        ];
-        assert_eq!(idle_timeout(&spec), Duration::from_secs(60));
-        spec.gnmi.subscriptions = vec![crds::Subscription::sample("/a", "1s")];
-        assert_eq!(idle_timeout(&spec), MIN_IDLE);
-    }
-
-    #[test]
     fn errors_are_described_with_their_causes() {
         let inner =
             std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
         let outer = std::io::Error::other(inner);
         assert!(describe(&outer).contains("connection refused"));
+    }
+
+    #[test]
+    fn a_window_missing_more_than_a_tenth_is_noted() {
+        let w = Duration::from_secs(60);
+        assert_eq!(missing_note(100, 10, w), None);
+        assert_eq!(missing_note(0, 0, w), None);
+        let note = missing_note(100, 11, w).unwrap();
+        assert!(note.contains("11 of 100"), "{note}");
     }
 }

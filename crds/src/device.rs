@@ -149,6 +149,10 @@ impl SecretRef {
     {
         "rule": "!self.enabled || size(self.subscriptions) > 0",
         "message": "gnmi.subscriptions must not be empty while gnmi is enabled"
+    },
+    {
+        "rule": "!has(self.pollInterval) || (has(self.mode) && self.mode != 'stream')",
+        "message": "pollInterval applies only to mode poll or once"
     }
 ]))]
 pub struct GnmiSpec {
@@ -177,6 +181,25 @@ pub struct GnmiSpec {
     #[serde(default = "default_subscriptions")]
     #[schemars(length(max = MAX_SUBSCRIPTIONS))]
     pub subscriptions: Vec<Subscription>,
+
+    /// How the subscriptions are served: `stream` (default; the device pushes, each
+    /// subscription in its own mode), `poll` (one stream, polled every `pollInterval`) or
+    /// `once` (a fresh one-off subscription every `pollInterval`).
+    #[serde(default, skip_serializing_if = "SubscribeMode::is_stream")]
+    pub mode: SubscribeMode,
+
+    /// Interval of mode `poll` and `once`; 100ms..24h, default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_DURATION_LEN), regex(pattern = INTERVAL_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "duration(self) >= duration('100ms') && duration(self) <= duration('24h')",
+        "message": "must be between 100ms and 24h"
+    }]))]
+    pub poll_interval: Option<String>,
+
+    /// Ask only for changes, without the initial values (gNMI `updates_only`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub updates_only: bool,
 }
 
 impl Default for GnmiSpec {
@@ -188,7 +211,30 @@ impl Default for GnmiSpec {
             tls: None,
             encoding: None,
             subscriptions: default_subscriptions(),
+            mode: SubscribeMode::Stream,
+            poll_interval: None,
+            updates_only: false,
         }
+    }
+}
+
+/// How a device's subscriptions are served (gNMI `SubscriptionList.mode`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscribeMode {
+    /// A long-lived stream the device pushes into.
+    #[default]
+    Stream,
+    /// A long-lived stream the collector polls.
+    Poll,
+    /// A one-off subscription, repeated.
+    Once,
+}
+
+impl SubscribeMode {
+    /// Whether this is the default, `stream`.
+    pub fn is_stream(&self) -> bool {
+        *self == Self::Stream
     }
 }
 

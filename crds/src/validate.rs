@@ -135,6 +135,13 @@ fn validate_gnmi(errors: &mut Errors, gnmi: &GnmiSpec) {
     for (i, subscription) in gnmi.subscriptions.iter().enumerate() {
         validate_subscription(errors, &format!("gnmi.subscriptions[{i}]"), subscription);
     }
+    if let Some(interval) = &gnmi.poll_interval {
+        if gnmi.mode.is_stream() {
+            errors.push("gnmi.pollInterval", "applies only to mode poll or once");
+        } else {
+            errors.check("gnmi.pollInterval", check_interval(interval).map(drop));
+        }
+    }
 }
 
 fn validate_subscription(errors: &mut Errors, at: &str, subscription: &Subscription) {
@@ -602,6 +609,23 @@ mod tests {
                 "gnmi.subscriptions[2].sampleInterval: applies only to mode sample",
                 "gnmi.subscriptions[2].suppressRedundant: applies only to mode sample",
             ]
+        );
+    }
+
+    #[test]
+    fn poll_interval_needs_mode_poll_or_once_and_a_valid_interval() {
+        let mut spec = DeviceSpec::new("10.0.0.1");
+        spec.gnmi.poll_interval = Some("10s".into());
+        assert_eq!(
+            fields(spec.validate()),
+            ["gnmi.pollInterval: applies only to mode poll or once"]
+        );
+        spec.gnmi.mode = crate::SubscribeMode::Poll;
+        assert!(spec.validate().is_ok());
+        spec.gnmi.poll_interval = Some("50ms".into());
+        assert_eq!(
+            fields(spec.validate()),
+            ["gnmi.pollInterval: invalid interval \"50ms\": must be between 100ms and 24h"]
         );
     }
 

@@ -176,6 +176,9 @@ fn every_device_rule_compiles_and_passes_on_a_full_spec() {
             "port": 6030,
             "tls": {"caSecret": "ca", "clientCertSecret": "client", "serverName": "leaf1"},
             "encoding": "json_ietf",
+            "mode": "poll",
+            "pollInterval": "30s",
+            "updatesOnly": true,
             "subscriptions": [
                 {"path": "/a", "sampleInterval": "100ms", "heartbeatInterval": "24h", "suppressRedundant": true},
                 {"path": "/b", "mode": "on_change", "heartbeatInterval": "1m"},
@@ -226,6 +229,14 @@ fn device_rules_refuse_what_the_schema_cannot_say() {
         (
             json!({"address": "10.0.0.1", "gnmi": {"subscriptions": [{"path": "/a", "heartbeatInterval": "24h1ms"}]}}),
             "spec.gnmi.subscriptions[0].heartbeatInterval: must be between 100ms and 24h",
+        ),
+        (
+            json!({"address": "10.0.0.1", "gnmi": {"pollInterval": "10s"}}),
+            "spec.gnmi: pollInterval applies only to mode poll or once",
+        ),
+        (
+            json!({"address": "10.0.0.1", "gnmi": {"mode": "once", "pollInterval": "50ms"}}),
+            "spec.gnmi.pollInterval: must be between 100ms and 24h",
         ),
         (
             json!({"address": "10.0.0.1", "ssh": {"trustOnFirstUse": true, "commands": [{"command": "x", "interval": "25h"}]}}),

@@ -10,8 +10,8 @@ mod path;
 mod value;
 
 pub use device::{DeviceEvent, DeviceKey, DeviceKeyError, DeviceState};
-pub use path::{Path, PathElem, PathError};
-pub use value::Value;
+pub use path::{MULTI_LEVEL_WILDCARD, Path, PathElem, PathError, WILDCARD};
+pub use value::{MAX_DECIMAL_PRECISION, Value};
 
 /// Nanoseconds since the Unix epoch, UTC: the unit gNMI uses for timestamps.
 pub type TimestampNs = i64;

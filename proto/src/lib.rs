@@ -9,9 +9,12 @@
 //! This crate does no IO of its own beyond what tonic's generated transport code offers
 //! to callers, and must not depend on any role crate (collector, web, simulator, ...).
 
+pub mod json;
+mod notification;
 mod path;
 mod value;
 
+pub use notification::{DecodeError, Decoded, decode_notification};
 pub use path::full_path;
 pub use value::{to_typed_value, to_value};
 

@@ -29,6 +29,12 @@ impl TryFrom<&gnmi::Path> for Path {
                 .map(|elem| structured_elem(path, elem))
                 .collect::<Result<Vec<_>>>()?
         };
+        if path.origin.contains([':', '/']) {
+            return Err(invalid(
+                path,
+                format!("origin {:?} contains ':' or '/'", path.origin),
+            ));
+        }
         Ok(Path {
             origin: path.origin.clone(),
             elems,
@@ -186,6 +192,8 @@ mod tests {
             "cli:/show/version",
             "/p/protocol[identifier=BGP][name=bgp]/x",
             "/a/b[k=with\\]bracket]",
+            "/a/.../b",
+            "/a/*/b[k=*]",
         ] {
             let m: Path = s.parse().unwrap();
             let back = Path::try_from(&gnmi::Path::from(&m)).unwrap();
@@ -245,6 +253,8 @@ mod tests {
                 gpath("", vec![elem("a", &[("k]", "v")])]),
                 "contains one of",
             ),
+            (gpath("a:b", vec![elem("a", &[])]), "origin \"a:b\""),
+            (gpath("a/b", vec![]), "origin \"a/b\""),
         ] {
             let err = Path::try_from(&bad).unwrap_err();
             assert!(err.to_string().contains(reason), "{err}");

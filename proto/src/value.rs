@@ -1,41 +1,142 @@
 //! `gnmi::TypedValue` <-> `model::Value`.
 
-use model::Value;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use model::{MAX_DECIMAL_PRECISION, Path, Value};
 
 use crate::gnmi::{self, Encoding, typed_value::Value as Tv};
+use crate::json;
+use crate::notification::DecodeError;
 
-/// The scalar a typed value carries, if netpulse can store it.
+/// Why `proto_bytes` values are refused.
+const PROTO_BYTES_UNSUPPORTED: &str =
+    "proto_bytes values need the device's protobuf schema, which netpulse does not have";
+
+/// The leaves `typed`, the value of `path`, holds, into `out`; problems go to `errors`.
 ///
-/// Typed scalars map one to one (`ascii_val` is text, the deprecated `float_val` and
-/// `decimal_val` become floats). `json_val` and `json_ietf_val` are decoded when they hold
-/// a JSON scalar; in `json_ietf_val`, a string that is a plain decimal integer becomes a
-/// number, because RFC 7951 encodes 64-bit integers (most counters) as strings. JSON
-/// objects, arrays and null, bytes, leaf-lists, `Any` and protobuf bytes give `None`.
-pub fn to_value(typed: &gnmi::TypedValue) -> Option<Value> {
-    #[allow(deprecated)]
-    match typed.value.as_ref()? {
-        Tv::StringVal(s) | Tv::AsciiVal(s) => Some(Value::String(s.clone())),
-        Tv::IntVal(v) => Some(Value::Int(*v)),
-        Tv::UintVal(v) => Some(Value::Uint(*v)),
-        Tv::BoolVal(v) => Some(Value::Bool(*v)),
-        Tv::FloatVal(v) => Some(Value::Float(f64::from(*v))),
-        Tv::DoubleVal(v) => Some(Value::Float(*v)),
-        Tv::DecimalVal(d) => {
-            let scale = 10f64.powi(i32::try_from(d.precision).ok()?);
-            Some(Value::Float(d.digits as f64 / scale))
-        }
-        Tv::JsonVal(bytes) => json_scalar(bytes, false),
-        Tv::JsonIetfVal(bytes) => json_scalar(bytes, true),
-        Tv::BytesVal(_) | Tv::LeaflistVal(_) | Tv::AnyVal(_) | Tv::ProtoBytes(_) => None,
+/// Typed scalars map one to one: `string_val` and `ascii_val` are text, `float_val` and
+/// `double_val` floats, `decimal_val` an exact `Decimal` (precision at most 18, as in
+/// YANG), `bytes_val` bytes, `any_val` a raw `Any`, `leaflist_val` a `LeafList` of
+/// scalars (JSON elements must be scalars; leaf-lists do not nest). `json_val` and
+/// `json_ietf_val` are flattened into one leaf per path ([`crate::json`]). `proto_bytes`
+/// and a missing value are errors.
+pub(crate) fn leaves(
+    path: &Path,
+    typed: &gnmi::TypedValue,
+    out: &mut Vec<(Path, Value)>,
+    errors: &mut Vec<DecodeError>,
+) {
+    let decoded = match &typed.value {
+        Some(Tv::JsonVal(bytes)) => return json::flatten(path, bytes, false, out, errors),
+        Some(Tv::JsonIetfVal(bytes)) => return json::flatten(path, bytes, true, out, errors),
+        Some(Tv::LeaflistVal(array)) => array
+            .element
+            .iter()
+            .map(scalar)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::LeafList)
+            .map_err(|reason| format!("leaf-list element: {reason}")),
+        None => Err("update without a value".to_owned()),
+        Some(_) => scalar(typed),
+    };
+    match decoded {
+        Ok(value) => out.push((path.clone(), value)),
+        Err(reason) => errors.push(DecodeError::new(path, reason)),
     }
 }
 
-/// A scalar as a typed value in `encoding`, the way a target answers.
+/// The leaves of the deprecated `Update.value` old targets send: bytes plus an encoding.
+#[allow(deprecated)]
+pub(crate) fn legacy_leaves(
+    path: &Path,
+    legacy: &gnmi::Value,
+    out: &mut Vec<(Path, Value)>,
+    errors: &mut Vec<DecodeError>,
+) {
+    let bytes = &legacy.value;
+    let decoded = match Encoding::try_from(legacy.r#type) {
+        Ok(Encoding::Json) => return json::flatten(path, bytes, false, out, errors),
+        Ok(Encoding::JsonIetf) => return json::flatten(path, bytes, true, out, errors),
+        Ok(Encoding::Bytes) => Ok(Value::Bytes(bytes.clone())),
+        Ok(Encoding::Ascii) => String::from_utf8(bytes.clone())
+            .map(Value::String)
+            .map_err(|_| "ASCII value that is not valid text".to_owned()),
+        Ok(Encoding::Proto) => Err(PROTO_BYTES_UNSUPPORTED.to_owned()),
+        Err(_) => Err(format!("unknown value encoding {}", legacy.r#type)),
+    };
+    match decoded {
+        Ok(value) => out.push((path.clone(), value)),
+        Err(reason) => errors.push(DecodeError::new(path, reason)),
+    }
+}
+
+/// One scalar: any kind but a leaf-list; JSON must be a non-null JSON scalar.
+fn scalar(typed: &gnmi::TypedValue) -> Result<Value, String> {
+    #[allow(deprecated)]
+    let value = match typed.value.as_ref() {
+        None => return Err("typed value without a value".to_owned()),
+        Some(Tv::StringVal(s) | Tv::AsciiVal(s)) => Value::String(s.clone()),
+        Some(Tv::IntVal(v)) => Value::Int(*v),
+        Some(Tv::UintVal(v)) => Value::Uint(*v),
+        Some(Tv::BoolVal(v)) => Value::Bool(*v),
+        Some(Tv::FloatVal(v)) => Value::Float(f64::from(*v)),
+        Some(Tv::DoubleVal(v)) => Value::Float(*v),
+        Some(Tv::DecimalVal(d)) if d.precision > MAX_DECIMAL_PRECISION => {
+            return Err(format!(
+                "decimal precision {} is more than {MAX_DECIMAL_PRECISION} digits",
+                d.precision
+            ));
+        }
+        Some(Tv::DecimalVal(d)) => Value::Decimal {
+            digits: d.digits,
+            precision: d.precision,
+        },
+        Some(Tv::BytesVal(b)) => Value::Bytes(b.clone()),
+        Some(Tv::AnyVal(any)) => Value::Any {
+            type_url: any.type_url.clone(),
+            value: any.value.clone(),
+        },
+        Some(Tv::LeaflistVal(_)) => return Err("a leaf-list cannot hold a leaf-list".to_owned()),
+        Some(Tv::JsonVal(bytes)) => return json_scalar(bytes, false),
+        Some(Tv::JsonIetfVal(bytes)) => return json_scalar(bytes, true),
+        Some(Tv::ProtoBytes(_)) => return Err(PROTO_BYTES_UNSUPPORTED.to_owned()),
+    };
+    Ok(value)
+}
+
+fn json_scalar(bytes: &[u8], ietf: bool) -> Result<Value, String> {
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("malformed JSON: {e}"))?;
+    json::scalar_value(&json, ietf).ok_or_else(|| "JSON that is not a scalar".to_owned())
+}
+
+/// The value of `typed` when it is exactly one leaf (everything but JSON objects and
+/// lists, and what [`crate::decode_notification`] reports as errors). Prefer
+/// `decode_notification`, which also reads JSON subtrees and says what failed.
+pub fn to_value(typed: &gnmi::TypedValue) -> Option<Value> {
+    let root = Path::default();
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    leaves(&root, typed, &mut out, &mut errors);
+    match (out.pop(), out.is_empty() && errors.is_empty()) {
+        (Some((path, value)), true) if path == root => Some(value),
+        _ => None,
+    }
+}
+
+/// A value as a typed value in `encoding`, the way a target answers.
 ///
-/// `PROTO` and `BYTES` give typed scalars (`uint_val`, `double_val`, ...); `ASCII` gives
-/// the text form; `JSON` gives the scalar as JSON text; `JSON_IETF` does too, except that
-/// integers are JSON strings, as RFC 7951 requires for 64-bit types.
+/// `PROTO` and `BYTES` give typed values (`uint_val`, `double_val`, `decimal_val`,
+/// `bytes_val`, `leaflist_val`, `any_val`, ...); `ASCII` gives the display form; `JSON`
+/// gives JSON text; `JSON_IETF` does too, except that integers and decimals are JSON
+/// strings, as RFC 7951 requires for 64-bit types and `decimal64`. In JSON, bytes are
+/// base64 strings (RFC 7951 `binary`) and an `Any` is `{"@type": url, "value": base64}`.
+/// A delete has no value: the typed value is empty.
 pub fn to_typed_value(value: &Value, encoding: Encoding) -> gnmi::TypedValue {
+    if value.is_deleted() {
+        return gnmi::TypedValue { value: None };
+    }
+    #[allow(deprecated)]
     let value = match encoding {
         Encoding::Proto | Encoding::Bytes => match value {
             Value::Int(v) => Tv::IntVal(*v),
@@ -43,56 +144,49 @@ pub fn to_typed_value(value: &Value, encoding: Encoding) -> gnmi::TypedValue {
             Value::Float(v) => Tv::DoubleVal(*v),
             Value::Bool(v) => Tv::BoolVal(*v),
             Value::String(v) => Tv::StringVal(v.clone()),
+            Value::Decimal { digits, precision } => Tv::DecimalVal(gnmi::Decimal64 {
+                digits: *digits,
+                precision: *precision,
+            }),
+            Value::Bytes(v) => Tv::BytesVal(v.clone()),
+            Value::LeafList(items) => Tv::LeaflistVal(gnmi::ScalarArray {
+                element: items
+                    .iter()
+                    .map(|item| to_typed_value(item, encoding))
+                    .collect(),
+            }),
+            Value::Any { type_url, value } => Tv::AnyVal(prost_types::Any {
+                type_url: type_url.clone(),
+                value: value.clone(),
+            }),
+            Value::Deleted => return gnmi::TypedValue { value: None },
         },
         Encoding::Ascii => Tv::AsciiVal(value.to_string()),
-        Encoding::Json => Tv::JsonVal(json_text(value, false)),
-        Encoding::JsonIetf => Tv::JsonIetfVal(json_text(value, true)),
+        Encoding::Json => Tv::JsonVal(json_value(value, false).to_string().into_bytes()),
+        Encoding::JsonIetf => Tv::JsonIetfVal(json_value(value, true).to_string().into_bytes()),
     };
     gnmi::TypedValue { value: Some(value) }
 }
 
-fn json_text(value: &Value, ietf: bool) -> Vec<u8> {
-    let json = match value {
-        Value::Int(v) if ietf => serde_json::Value::String(v.to_string()),
-        Value::Uint(v) if ietf => serde_json::Value::String(v.to_string()),
-        Value::Int(v) => serde_json::Value::from(*v),
-        Value::Uint(v) => serde_json::Value::from(*v),
-        Value::Float(v) => serde_json::Value::from(*v),
-        Value::Bool(v) => serde_json::Value::Bool(*v),
-        Value::String(v) => serde_json::Value::String(v.clone()),
-    };
-    json.to_string().into_bytes()
-}
-
-fn json_scalar(bytes: &[u8], ietf: bool) -> Option<Value> {
-    match serde_json::from_slice::<serde_json::Value>(bytes).ok()? {
-        serde_json::Value::Bool(b) => Some(Value::Bool(b)),
-        serde_json::Value::Number(n) => n
-            .as_u64()
-            .map(Value::Uint)
-            .or_else(|| n.as_i64().map(Value::Int))
-            .or_else(|| n.as_f64().map(Value::Float)),
-        serde_json::Value::String(s) if ietf => Some(ietf_integer(&s).unwrap_or(Value::String(s))),
-        serde_json::Value::String(s) => Some(Value::String(s)),
-        serde_json::Value::Null | serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
-            None
-        }
-    }
-}
-
-/// A plain decimal integer (`0`, `42`, `-7`; no sign `+`, no leading zeros, no spaces).
-fn ietf_integer(s: &str) -> Option<Value> {
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    let plain = !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && (digits == "0" || !digits.starts_with('0'));
-    if !plain {
-        return None;
-    }
-    if s.starts_with('-') {
-        s.parse().ok().map(Value::Int)
-    } else {
-        s.parse().ok().map(Value::Uint)
+fn json_value(value: &Value, ietf: bool) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        Value::Int(v) if ietf => Json::String(v.to_string()),
+        Value::Uint(v) if ietf => Json::String(v.to_string()),
+        Value::Decimal { .. } if ietf => Json::String(value.to_string()),
+        Value::Int(v) => Json::from(*v),
+        Value::Uint(v) => Json::from(*v),
+        Value::Float(v) => Json::from(*v),
+        Value::Decimal { .. } => value.as_f64().map_or(Json::Null, Json::from),
+        Value::Bool(v) => Json::Bool(*v),
+        Value::String(v) => Json::String(v.clone()),
+        Value::Bytes(v) => Json::String(BASE64.encode(v)),
+        Value::LeafList(items) => Json::Array(items.iter().map(|v| json_value(v, ietf)).collect()),
+        Value::Any { type_url, value } => serde_json::json!({
+            "@type": type_url,
+            "value": BASE64.encode(value),
+        }),
+        Value::Deleted => Json::Null,
     }
 }
 
@@ -104,39 +198,156 @@ mod tests {
         gnmi::TypedValue { value: Some(value) }
     }
 
+    fn decode(typed: &gnmi::TypedValue) -> Result<Value, String> {
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        leaves(&Path::default(), typed, &mut out, &mut errors);
+        match (out.as_slice(), errors.as_slice()) {
+            ([(_, v)], []) => Ok(v.clone()),
+            ([], [e]) => Err(e.reason.clone()),
+            other => panic!("{typed:?}: {other:?}"),
+        }
+    }
+
     #[test]
     #[allow(deprecated)]
-    fn typed_scalars_map_one_to_one() {
-        let cases = [
-            (Tv::IntVal(-3), Some(Value::Int(-3))),
-            (Tv::UintVal(u64::MAX), Some(Value::Uint(u64::MAX))),
-            (Tv::FloatVal(1.5), Some(Value::Float(1.5))),
-            (Tv::DoubleVal(2.25), Some(Value::Float(2.25))),
-            (Tv::BoolVal(true), Some(Value::Bool(true))),
-            (Tv::StringVal("UP".into()), Some(Value::String("UP".into()))),
+    fn every_typed_value_kind_decodes() {
+        let any = prost_types::Any {
+            type_url: "type.googleapis.com/x.Y".into(),
+            value: vec![8, 1],
+        };
+        let cases: Vec<(Tv, Result<Value, &str>)> = vec![
+            (Tv::IntVal(-3), Ok(Value::Int(-3))),
+            (Tv::UintVal(u64::MAX), Ok(Value::Uint(u64::MAX))),
+            (Tv::FloatVal(1.5), Ok(Value::Float(1.5))),
+            (Tv::DoubleVal(2.25), Ok(Value::Float(2.25))),
+            (Tv::BoolVal(true), Ok(Value::Bool(true))),
+            (Tv::StringVal("UP".into()), Ok(Value::String("UP".into()))),
             (
                 Tv::AsciiVal("text".into()),
-                Some(Value::String("text".into())),
+                Ok(Value::String("text".into())),
             ),
             (
                 Tv::DecimalVal(gnmi::Decimal64 {
                     digits: 12345,
                     precision: 2,
                 }),
-                Some(Value::Float(123.45)),
+                Ok(Value::Decimal {
+                    digits: 12345,
+                    precision: 2,
+                }),
             ),
-            (Tv::BytesVal(vec![1, 2]), None),
-            (Tv::ProtoBytes(vec![1]), None),
-            (Tv::LeaflistVal(gnmi::ScalarArray::default()), None),
+            (
+                Tv::DecimalVal(gnmi::Decimal64 {
+                    digits: 1,
+                    precision: 19,
+                }),
+                Err("decimal precision 19"),
+            ),
+            (Tv::BytesVal(vec![0, 255]), Ok(Value::Bytes(vec![0, 255]))),
+            (
+                Tv::AnyVal(any),
+                Ok(Value::Any {
+                    type_url: "type.googleapis.com/x.Y".into(),
+                    value: vec![8, 1],
+                }),
+            ),
+            (
+                Tv::LeaflistVal(gnmi::ScalarArray {
+                    element: vec![
+                        tv(Tv::StringVal("a".into())),
+                        tv(Tv::UintVal(2)),
+                        tv(Tv::JsonIetfVal(b"\"3\"".to_vec())),
+                        tv(Tv::BoolVal(false)),
+                    ],
+                }),
+                Ok(Value::LeafList(vec![
+                    Value::String("a".into()),
+                    Value::Uint(2),
+                    Value::Uint(3),
+                    Value::Bool(false),
+                ])),
+            ),
+            (
+                Tv::LeaflistVal(gnmi::ScalarArray::default()),
+                Ok(Value::LeafList(vec![])),
+            ),
+            (
+                Tv::LeaflistVal(gnmi::ScalarArray {
+                    element: vec![tv(Tv::LeaflistVal(gnmi::ScalarArray::default()))],
+                }),
+                Err("cannot hold a leaf-list"),
+            ),
+            (
+                Tv::LeaflistVal(gnmi::ScalarArray {
+                    element: vec![tv(Tv::JsonVal(b"{}".to_vec()))],
+                }),
+                Err("not a scalar"),
+            ),
+            (
+                Tv::LeaflistVal(gnmi::ScalarArray {
+                    element: vec![gnmi::TypedValue::default()],
+                }),
+                Err("without a value"),
+            ),
+            (Tv::JsonVal(b"42".to_vec()), Ok(Value::Uint(42))),
+            (Tv::JsonIetfVal(b"\"42\"".to_vec()), Ok(Value::Uint(42))),
+            (Tv::JsonVal(b"{".to_vec()), Err("malformed JSON")),
+            (Tv::ProtoBytes(vec![1]), Err("protobuf schema")),
         ];
         for (typed, want) in cases {
-            assert_eq!(to_value(&tv(typed.clone())), want, "{typed:?}");
+            let got = decode(&tv(typed.clone()));
+            match (&got, &want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{typed:?}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{typed:?}: {got}"),
+                _ => panic!("{typed:?}: got {got:?}, want {want:?}"),
+            }
         }
-        assert_eq!(to_value(&gnmi::TypedValue::default()), None);
+        assert_eq!(
+            decode(&gnmi::TypedValue::default()),
+            Err("update without a value".into())
+        );
     }
 
     #[test]
-    fn json_scalars_are_decoded() {
+    #[allow(deprecated)]
+    fn legacy_values_decode_by_their_encoding() {
+        let legacy = |encoding: Encoding, bytes: &[u8]| {
+            let mut out = Vec::new();
+            let mut errors = Vec::new();
+            let value = gnmi::Value {
+                value: bytes.to_vec(),
+                r#type: encoding as i32,
+            };
+            legacy_leaves(&Path::default(), &value, &mut out, &mut errors);
+            (out, errors)
+        };
+        assert_eq!(
+            legacy(Encoding::JsonIetf, b"\"7\"").0,
+            vec![(Path::default(), Value::Uint(7))]
+        );
+        assert_eq!(
+            legacy(Encoding::Json, b"\"7\"").0,
+            vec![(Path::default(), Value::String("7".into()))]
+        );
+        assert_eq!(
+            legacy(Encoding::Ascii, b"UP").0,
+            vec![(Path::default(), Value::String("UP".into()))]
+        );
+        assert_eq!(
+            legacy(Encoding::Bytes, &[1, 2]).0,
+            vec![(Path::default(), Value::Bytes(vec![1, 2]))]
+        );
+        assert!(legacy(Encoding::Proto, &[1]).1[0].reason.contains("schema"));
+        assert!(
+            legacy(Encoding::Ascii, &[0xff]).1[0]
+                .reason
+                .contains("text")
+        );
+    }
+
+    #[test]
+    fn to_value_reads_single_leaves_only() {
         let json = |s: &str| to_value(&tv(Tv::JsonVal(s.as_bytes().to_vec())));
         assert_eq!(json("42"), Some(Value::Uint(42)));
         assert_eq!(json("18446744073709551615"), Some(Value::Uint(u64::MAX)));
@@ -144,46 +355,30 @@ mod tests {
         assert_eq!(json("0.5"), Some(Value::Float(0.5)));
         assert_eq!(json("false"), Some(Value::Bool(false)));
         assert_eq!(json("\"UP\""), Some(Value::String("UP".into())));
-        // Plain JSON keeps numeric-looking strings as text.
-        assert_eq!(json("\"42\""), Some(Value::String("42".into())));
-        for not_scalar in ["null", "[1,2]", "{\"a\":1}", "not json", ""] {
-            assert_eq!(json(not_scalar), None, "{not_scalar}");
-        }
-    }
-
-    #[test]
-    fn json_ietf_integer_strings_become_numbers() {
-        let ietf = |s: &str| to_value(&tv(Tv::JsonIetfVal(s.as_bytes().to_vec())));
         assert_eq!(
-            ietf("\"1234567890123\""),
-            Some(Value::Uint(1_234_567_890_123))
+            json("[1,2]"),
+            Some(Value::LeafList(vec![Value::Uint(1), Value::Uint(2)]))
         );
-        assert_eq!(ietf("\"-5\""), Some(Value::Int(-5)));
-        assert_eq!(ietf("\"0\""), Some(Value::Uint(0)));
-        assert_eq!(ietf("7"), Some(Value::Uint(7)));
-        for text in [
-            "UP",
-            "007",
-            "+1",
-            "1.5",
-            "",
-            "-",
-            "1 2",
-            "99999999999999999999",
-        ] {
-            let quoted = format!("\"{text}\"");
-            assert_eq!(ietf(&quoted), Some(Value::String(text.into())), "{text}");
+        for not_one_leaf in ["null", "{\"a\":1}", "not json", ""] {
+            assert_eq!(json(not_one_leaf), None, "{not_one_leaf}");
         }
+        assert_eq!(to_value(&tv(Tv::ProtoBytes(vec![]))), None);
+        assert_eq!(to_value(&gnmi::TypedValue::default()), None);
     }
 
     #[test]
     fn values_encode_per_requested_encoding_and_decode_back() {
+        let decimal = Value::Decimal {
+            digits: -1050,
+            precision: 3,
+        };
         let values = [
             Value::Uint(9_000_000_000),
             Value::Int(-1),
             Value::Float(0.25),
             Value::Bool(true),
             Value::String("DOWN".into()),
+            Value::LeafList(vec![Value::Uint(1), Value::String("x".into())]),
         ];
         for encoding in [
             Encoding::Proto,
@@ -196,6 +391,29 @@ mod tests {
                 assert_eq!(to_value(&typed).as_ref(), Some(v), "{encoding:?} {v:?}");
             }
         }
+        // Exact kinds survive the typed and the IETF forms; plain JSON has no decimals.
+        let bytes = Value::Bytes(vec![0, 1, 254]);
+        let any = Value::Any {
+            type_url: "t".into(),
+            value: vec![1],
+        };
+        for v in [&decimal, &bytes, &any] {
+            let typed = to_typed_value(v, Encoding::Proto);
+            assert_eq!(to_value(&typed).as_ref(), Some(v), "{v:?}");
+        }
+        assert_eq!(
+            to_value(&to_typed_value(&decimal, Encoding::JsonIetf)),
+            Some(decimal.clone())
+        );
+        assert_eq!(
+            to_value(&to_typed_value(&decimal, Encoding::Json)),
+            Some(Value::Float(-1.05))
+        );
+        assert_eq!(
+            to_typed_value(&bytes, Encoding::Json).value,
+            Some(Tv::JsonVal(b"\"AAH+\"".to_vec()))
+        );
+        assert_eq!(to_typed_value(&Value::Deleted, Encoding::Proto).value, None);
         assert_eq!(
             to_typed_value(&Value::Uint(5), Encoding::JsonIetf).value,
             Some(Tv::JsonIetfVal(b"\"5\"".to_vec()))

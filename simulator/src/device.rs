@@ -1,18 +1,38 @@
-//! The data tree of one virtual device: its interfaces, their leaves and values.
+//! The data tree of one virtual device: its leaves, grouped by the notification prefix
+//! they are sent under, and their values.
+//!
+//! Groups, in order (a group's index is its place in a [`Selection`]):
+//! - one per interface, `/interfaces/interface[name=X]/state`: name, oper-status and six
+//!   counters (interface `i` is group `i`);
+//! - one per interface with an LLDP neighbour,
+//!   `/lldp/interfaces/interface[name=X]/neighbors/neighbor[id=N]/state`: system-name and
+//!   port-id (the neighbour id is its system name);
+//! - with system leaves, `/components/component[name=CPU0]/cpu/utilization/state`: instant
+//!   (percent), and `/system/memory/state`: physical and used (bytes).
+//!
+//! Only what differs per device is stored; paths are built when sent, so a fleet of
+//! thousands of devices stays small.
 
+use std::f64::consts::TAU;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use model::{Path, Value};
 use proto::gnmi::{self, Encoding};
 
+use crate::fabric::Fabric;
 use crate::pattern::{self, Seg};
-use crate::traffic::Traffic;
+use crate::traffic::{DIURNAL_PERIOD, Traffic};
 
 /// Operational status strings, as OpenConfig spells them.
 const UP: &str = "UP";
 const DOWN: &str = "DOWN";
+/// Name of the one CPU component.
+pub(crate) const CPU_NAME: &str = "CPU0";
+/// Key of an LLDP neighbour.
+const NEIGHBOR_KEY: &str = "id";
 
-/// The leaves every interface has, below `/interfaces/interface[name=X]/state`.
+/// Every leaf a device serves; the group says which interface or neighbour it is of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Leaf {
     Name,
@@ -23,10 +43,18 @@ pub(crate) enum Leaf {
     OutPkts,
     InErrors,
     OutErrors,
+    NeighborSystemName,
+    NeighborPortId,
+    CpuInstant,
+    MemoryPhysical,
+    MemoryUsed,
 }
 
+/// Number of [`Leaf`] variants.
+pub(crate) const LEAVES: usize = 13;
+
 impl Leaf {
-    pub(crate) const ALL: [Leaf; 8] = [
+    pub(crate) const ALL: [Leaf; LEAVES] = [
         Leaf::Name,
         Leaf::OperStatus,
         Leaf::InOctets,
@@ -35,9 +63,14 @@ impl Leaf {
         Leaf::OutPkts,
         Leaf::InErrors,
         Leaf::OutErrors,
+        Leaf::NeighborSystemName,
+        Leaf::NeighborPortId,
+        Leaf::CpuInstant,
+        Leaf::MemoryPhysical,
+        Leaf::MemoryUsed,
     ];
 
-    /// Path below the interface's `state` container.
+    /// Path below its group's prefix.
     fn relative(self) -> &'static [&'static str] {
         match self {
             Leaf::Name => &["name"],
@@ -48,6 +81,11 @@ impl Leaf {
             Leaf::OutPkts => &["counters", "out-pkts"],
             Leaf::InErrors => &["counters", "in-errors"],
             Leaf::OutErrors => &["counters", "out-errors"],
+            Leaf::NeighborSystemName => &["system-name"],
+            Leaf::NeighborPortId => &["port-id"],
+            Leaf::CpuInstant => &["instant"],
+            Leaf::MemoryPhysical => &["physical"],
+            Leaf::MemoryUsed => &["used"],
         }
     }
 
@@ -57,17 +95,56 @@ impl Leaf {
     }
 }
 
-/// A set of [`Leaf`]s of one interface, one bit each.
-pub(crate) type Mask = u8;
+/// Wire paths of every leaf relative to its group's prefix, by `Leaf as usize`; shared by
+/// every device.
+static RELATIVE: LazyLock<Vec<gnmi::Path>> = LazyLock::new(|| {
+    Leaf::ALL
+        .iter()
+        .map(|leaf| gnmi::Path {
+            elem: leaf.relative().iter().map(|n| wire_elem(n, None)).collect(),
+            ..Default::default()
+        })
+        .collect()
+});
 
-/// Leaves selected on a device: one mask per interface, by interface index.
+/// A set of [`Leaf`]s of one group, one bit each.
+pub(crate) type Mask = u16;
+
+/// The numbers of every leaf of a group, by `Leaf as usize`; text leaves are 0.
+pub(crate) type Raw = [u64; LEAVES];
+
+/// What a group of leaves is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// Interface state and counters, by interface index.
+    Interface(usize),
+    /// The LLDP neighbour on an interface, by interface index.
+    Neighbor(usize),
+    /// CPU utilisation.
+    Cpu,
+    /// Memory.
+    Memory,
+}
+
+impl Group {
+    fn leaves(self) -> &'static [Leaf] {
+        match self {
+            Group::Interface(_) => &Leaf::ALL[..8],
+            Group::Neighbor(_) => &[Leaf::NeighborSystemName, Leaf::NeighborPortId],
+            Group::Cpu => &[Leaf::CpuInstant],
+            Group::Memory => &[Leaf::MemoryPhysical, Leaf::MemoryUsed],
+        }
+    }
+}
+
+/// Leaves selected on a device: one mask per group, by group index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Selection(Vec<Mask>);
 
 impl Selection {
-    /// Nothing selected on a device with `interfaces` interfaces.
-    pub(crate) fn none(interfaces: usize) -> Self {
-        Self(vec![0; interfaces])
+    /// Nothing selected on a device with `groups` groups.
+    pub(crate) fn none(groups: usize) -> Self {
+        Self(vec![0; groups])
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -86,127 +163,216 @@ impl Selection {
         self.0.fill(0);
     }
 
-    /// Selects `leaf` of interface `iface`.
-    pub(crate) fn insert(&mut self, iface: usize, leaf: Leaf) {
-        if let Some(m) = self.0.get_mut(iface) {
+    /// Selects `leaf` of group `group`.
+    pub(crate) fn insert(&mut self, group: usize, leaf: Leaf) {
+        if let Some(m) = self.0.get_mut(group) {
             *m |= leaf.bit();
         }
     }
 
-    /// The selected leaves as (interface index, mask), skipping empty interfaces.
+    /// The selected leaves as (group index, mask), skipping empty groups.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, Mask)> + '_ {
         self.0.iter().copied().enumerate().filter(|(_, m)| *m != 0)
     }
 }
 
-/// One interface: its name, the prefix its notifications carry, and its traffic.
-#[derive(Debug)]
-pub(crate) struct Interface {
-    pub name: String,
-    prefix: gnmi::Path,
-    traffic: Traffic,
+/// CPU and memory behaviour of a device: slow waves around a base, like [`Traffic`].
+#[derive(Debug, Clone)]
+struct System {
+    cpu_base: f64,
+    cpu_swing: f64,
+    phase: f64,
+    memory_physical: u64,
+    memory_base: f64,
+}
+
+impl System {
+    fn new(seed: u64, index: usize) -> Self {
+        let mut rng =
+            fastrand::Rng::with_seed(seed ^ (index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
+        Self {
+            cpu_base: 5.0 + rng.f64() * 45.0,
+            cpu_swing: 2.0 + rng.f64() * 15.0,
+            phase: rng.f64() * TAU,
+            memory_physical: (8u64 << 30) << rng.u32(0..=3),
+            memory_base: 0.3 + rng.f64() * 0.4,
+        }
+    }
+
+    fn wave(&self, t: Duration, harmonic: f64) -> f64 {
+        let omega = TAU * harmonic / DIURNAL_PERIOD.as_secs_f64();
+        (omega * t.as_secs_f64() + self.phase).sin()
+    }
+
+    /// CPU utilisation in percent.
+    fn cpu(&self, t: Duration) -> u64 {
+        let v = self.cpu_base + self.cpu_swing * self.wave(t, 1.0) + 3.0 * self.wave(t, 37.0);
+        v.clamp(0.0, 100.0).round() as u64
+    }
+
+    fn memory_used(&self, t: Duration) -> u64 {
+        let share = (self.memory_base + 0.05 * self.wave(t, 2.0)).clamp(0.0, 1.0);
+        (self.memory_physical as f64 * share) as u64 & !0xfff
+    }
 }
 
 /// The data of one virtual device.
 #[derive(Debug)]
 pub(crate) struct Device {
     pub name: String,
-    pub interfaces: Vec<Interface>,
-    /// Wire paths of the leaves relative to an interface prefix, by `Leaf as usize`.
-    relative: Vec<gnmi::Path>,
+    index: usize,
+    fabric: Fabric,
+    traffic: Vec<Traffic>,
+    system: Option<System>,
+    groups: Vec<Group>,
 }
 
 impl Device {
     /// Device number `index` of a fleet built from `seed`, with `interfaces` interfaces
-    /// named `Ethernet1`, `Ethernet2`, ...
-    pub(crate) fn new(name: String, index: usize, interfaces: usize, seed: u64) -> Self {
-        let interfaces = (0..interfaces)
-            .map(|i| {
-                let name = format!("Ethernet{}", i + 1);
-                let prefix = gnmi::Path {
-                    elem: vec![
-                        wire_elem("interfaces", None),
-                        wire_elem("interface", Some(("name", &name))),
-                        wire_elem("state", None),
-                    ],
-                    ..Default::default()
-                };
-                Interface {
-                    prefix,
-                    traffic: Traffic::new(seed, index, i),
-                    name,
-                }
-            })
+    /// named `Ethernet1`, `Ethernet2`, ..., its place in `fabric`, and CPU and memory
+    /// leaves if `system`.
+    pub(crate) fn new(
+        name: String,
+        index: usize,
+        interfaces: usize,
+        seed: u64,
+        fabric: Fabric,
+        system: bool,
+    ) -> Self {
+        let traffic: Vec<_> = (0..interfaces)
+            .map(|i| Traffic::new(seed, index, i))
             .collect();
-        let relative = Leaf::ALL
-            .iter()
-            .map(|leaf| gnmi::Path {
-                elem: leaf.relative().iter().map(|n| wire_elem(n, None)).collect(),
-                ..Default::default()
-            })
-            .collect();
+        let mut groups: Vec<Group> = (0..interfaces).map(Group::Interface).collect();
+        groups.extend(
+            (0..interfaces)
+                .filter(|&i| fabric.neighbor(index, i).is_some())
+                .map(Group::Neighbor),
+        );
+        if system {
+            groups.extend([Group::Cpu, Group::Memory]);
+        }
+        groups.shrink_to_fit();
         Self {
             name,
-            interfaces,
-            relative,
+            index,
+            fabric,
+            traffic,
+            system: system.then(|| System::new(seed, index)),
+            groups,
+        }
+    }
+
+    /// Number of groups: the length of a [`Selection`] of this device.
+    pub(crate) fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The name of interface `iface`.
+    pub(crate) fn interface_name(iface: usize) -> String {
+        format!("Ethernet{}", iface + 1)
+    }
+
+    /// (system name, port id) of the neighbour on interface `iface`.
+    fn neighbor(&self, iface: usize) -> Option<(String, String)> {
+        let (device, port) = self.fabric.neighbor(self.index, iface)?;
+        Some((device_name(device), Self::interface_name(port)))
+    }
+
+    /// The prefix of group `group` as (name, key) elements.
+    fn prefix(&self, group: Group) -> Vec<(&'static str, Option<(&'static str, String)>)> {
+        match group {
+            Group::Interface(i) => vec![
+                ("interfaces", None),
+                ("interface", Some(("name", Self::interface_name(i)))),
+                ("state", None),
+            ],
+            Group::Neighbor(i) => {
+                let id = self.neighbor(i).map(|(name, _)| name).unwrap_or_default();
+                vec![
+                    ("lldp", None),
+                    ("interfaces", None),
+                    ("interface", Some(("name", Self::interface_name(i)))),
+                    ("neighbors", None),
+                    ("neighbor", Some((NEIGHBOR_KEY, id))),
+                    ("state", None),
+                ]
+            }
+            Group::Cpu => vec![
+                ("components", None),
+                ("component", Some(("name", CPU_NAME.to_owned()))),
+                ("cpu", None),
+                ("utilization", None),
+                ("state", None),
+            ],
+            Group::Memory => vec![("system", None), ("memory", None), ("state", None)],
         }
     }
 
     /// The leaves `pattern` selects.
     pub(crate) fn select(&self, pattern: &Path) -> Selection {
-        let mut selection = Selection::none(self.interfaces.len());
+        let mut selection = Selection::none(self.groups.len());
         if !pattern::origin_served(pattern) {
             return selection;
         }
-        for (i, iface) in self.interfaces.iter().enumerate() {
-            for leaf in Leaf::ALL {
-                let mut segs = [Seg::plain(""); 5];
-                segs[0] = Seg::plain("interfaces");
-                segs[1] = Seg {
-                    name: "interface",
-                    key: Some(("name", &iface.name)),
-                };
-                segs[2] = Seg::plain("state");
-                let rel = leaf.relative();
-                for (slot, name) in segs[3..].iter_mut().zip(rel) {
-                    *slot = Seg::plain(name);
-                }
-                if pattern::matches(&pattern.elems, &segs[..3 + rel.len()]) {
-                    selection.insert(i, leaf);
+        for (g, &group) in self.groups.iter().enumerate() {
+            let prefix = self.prefix(group);
+            let mut segs: Vec<Seg<'_>> = prefix
+                .iter()
+                .map(|(name, key)| Seg {
+                    name,
+                    key: key.as_ref().map(|(k, v)| (*k, v.as_str())),
+                })
+                .collect();
+            let base = segs.len();
+            for &leaf in group.leaves() {
+                segs.truncate(base);
+                segs.extend(leaf.relative().iter().map(|n| Seg::plain(n)));
+                if pattern::matches(&pattern.elems, &segs) {
+                    selection.insert(g, leaf);
                 }
             }
         }
         selection
     }
 
-    /// Every leaf of interface `iface` as a number, by `Leaf as usize`: counters as they
-    /// are, oper-status as 1 (up) or 0, the name as 0. Cheap to compare for changes.
-    pub(crate) fn raw_values(&self, iface: usize, t: Duration) -> [u64; 8] {
-        let Some(traffic) = self.interfaces.get(iface).map(|i| &i.traffic) else {
-            return [0; 8];
-        };
-        let c = traffic.counters(t);
-        let mut out = [0; 8];
-        for leaf in Leaf::ALL {
-            out[leaf as usize] = match leaf {
-                Leaf::Name => 0,
-                Leaf::OperStatus => u64::from(traffic.is_up(t)),
-                Leaf::InOctets => c.in_octets,
-                Leaf::OutOctets => c.out_octets,
-                Leaf::InPkts => c.in_pkts,
-                Leaf::OutPkts => c.out_pkts,
-                Leaf::InErrors => c.in_errors,
-                Leaf::OutErrors => c.out_errors,
-            };
+    /// Every leaf of group `group` as a number, by `Leaf as usize`: counters and gauges
+    /// as they are, oper-status as 1 (up) or 0, text as 0. Cheap to compare for changes.
+    pub(crate) fn raw_values(&self, group: usize, t: Duration) -> Raw {
+        let mut out = [0; LEAVES];
+        match self.groups.get(group) {
+            Some(&Group::Interface(i)) => {
+                let Some(traffic) = self.traffic.get(i) else {
+                    return out;
+                };
+                let c = traffic.counters(t);
+                out[Leaf::OperStatus as usize] = u64::from(traffic.is_up(t));
+                out[Leaf::InOctets as usize] = c.in_octets;
+                out[Leaf::OutOctets as usize] = c.out_octets;
+                out[Leaf::InPkts as usize] = c.in_pkts;
+                out[Leaf::OutPkts as usize] = c.out_pkts;
+                out[Leaf::InErrors as usize] = c.in_errors;
+                out[Leaf::OutErrors as usize] = c.out_errors;
+            }
+            Some(Group::Cpu) => {
+                out[Leaf::CpuInstant as usize] = self.system.as_ref().map_or(0, |s| s.cpu(t));
+            }
+            Some(Group::Memory) => {
+                if let Some(s) = &self.system {
+                    out[Leaf::MemoryPhysical as usize] = s.memory_physical;
+                    out[Leaf::MemoryUsed as usize] = s.memory_used(t);
+                }
+            }
+            Some(Group::Neighbor(_)) | None => {}
         }
         out
     }
 
-    /// Whether interface `iface` is up `t` after fleet start.
-    pub(crate) fn is_up(&self, iface: usize, t: Duration) -> bool {
-        self.interfaces
-            .get(iface)
-            .is_some_and(|i| i.traffic.is_up(t))
+    /// Whether group `group` is an interface that is up `t` after fleet start.
+    pub(crate) fn is_up(&self, group: usize, t: Duration) -> bool {
+        match self.groups.get(group) {
+            Some(&Group::Interface(i)) => self.traffic.get(i).is_some_and(|tr| tr.is_up(t)),
+            _ => false,
+        }
     }
 
     /// The next oper-status change after `t` of any interface in `selection` whose
@@ -219,13 +385,16 @@ impl Device {
         selection
             .iter()
             .filter(|(_, mask)| mask & Leaf::OperStatus.bit() != 0)
-            .filter_map(|(i, _)| self.interfaces.get(i)?.traffic.next_status_change(t))
+            .filter_map(|(g, _)| match self.groups.get(g) {
+                Some(&Group::Interface(i)) => self.traffic.get(i)?.next_status_change(t),
+                _ => None,
+            })
             .min()
     }
 
-    /// Appends one notification per interface in `selection` (prefix
-    /// `/interfaces/interface[name=X]/state`, leaf paths relative to it) with the values at
-    /// `t`, stamped `timestamp_ns`, encoded as `encoding`.
+    /// Appends one notification per group in `selection` (prefix of the group, leaf paths
+    /// relative to it) with the values at `t`, stamped `timestamp_ns`, encoded as
+    /// `encoding`.
     pub(crate) fn notifications(
         &self,
         selection: &Selection,
@@ -234,31 +403,37 @@ impl Device {
         encoding: Encoding,
         out: &mut Vec<gnmi::Notification>,
     ) {
-        for (i, mask) in selection.iter() {
-            let Some(iface) = self.interfaces.get(i) else {
+        for (g, mask) in selection.iter() {
+            let Some(&group) = self.groups.get(g) else {
                 continue;
             };
-            let counters = (mask & !(Leaf::Name.bit() | Leaf::OperStatus.bit()) != 0)
-                .then(|| iface.traffic.counters(t));
-            let update = Leaf::ALL
+            let numbers = (mask & !(Leaf::Name.bit() | Leaf::OperStatus.bit()) != 0)
+                .then(|| self.raw_values(g, t));
+            let neighbor = match group {
+                Group::Neighbor(i) => self.neighbor(i),
+                _ => None,
+            };
+            let update = group
+                .leaves()
                 .iter()
                 .filter(|leaf| mask & leaf.bit() != 0)
                 .map(|&leaf| {
-                    let value = match (leaf, counters) {
-                        (Leaf::Name, _) => Value::String(iface.name.clone()),
+                    let value = match (leaf, group) {
+                        (Leaf::Name, Group::Interface(i)) => Value::String(Self::interface_name(i)),
                         (Leaf::OperStatus, _) => {
-                            let up = iface.traffic.is_up(t);
+                            let up = self.is_up(g, t);
                             Value::String(if up { UP } else { DOWN }.to_owned())
                         }
-                        (Leaf::InOctets, Some(c)) => Value::Uint(c.in_octets),
-                        (Leaf::OutOctets, Some(c)) => Value::Uint(c.out_octets),
-                        (Leaf::InPkts, Some(c)) => Value::Uint(c.in_pkts),
-                        (Leaf::OutPkts, Some(c)) => Value::Uint(c.out_pkts),
-                        (Leaf::InErrors, Some(c)) => Value::Uint(c.in_errors),
-                        (_, c) => Value::Uint(c.map_or(0, |c| c.out_errors)),
+                        (Leaf::NeighborSystemName, _) => {
+                            Value::String(neighbor.clone().map(|n| n.0).unwrap_or_default())
+                        }
+                        (Leaf::NeighborPortId, _) => {
+                            Value::String(neighbor.clone().map(|n| n.1).unwrap_or_default())
+                        }
+                        (leaf, _) => Value::Uint(numbers.map_or(0, |n| n[leaf as usize])),
                     };
                     gnmi::Update {
-                        path: Some(self.relative[leaf as usize].clone()),
+                        path: Some(RELATIVE[leaf as usize].clone()),
                         val: Some(proto::to_typed_value(&value, encoding)),
                         ..Default::default()
                     }
@@ -266,7 +441,7 @@ impl Device {
                 .collect();
             out.push(gnmi::Notification {
                 timestamp: timestamp_ns,
-                prefix: Some(iface.prefix.clone()),
+                prefix: Some(wire_path(&self.prefix(group))),
                 update,
                 ..Default::default()
             });
@@ -274,7 +449,22 @@ impl Device {
     }
 }
 
-fn wire_elem(name: &str, key: Option<(&str, &str)>) -> gnmi::PathElem {
+/// The name of device `index` (0-based) of a fleet: `sim-0001`, `sim-0002`, ...
+pub(crate) fn device_name(index: usize) -> String {
+    format!("sim-{:04}", index + 1)
+}
+
+fn wire_path(elems: &[(&str, Option<(&str, String)>)]) -> gnmi::Path {
+    gnmi::Path {
+        elem: elems
+            .iter()
+            .map(|(name, key)| wire_elem(name, key.as_ref().map(|(k, v)| (*k, v.as_str()))))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn wire_elem(name: &str, key: Option<(&str, &str)>) -> gnmi::PathElem {
     gnmi::PathElem {
         name: name.to_owned(),
         key: key
@@ -289,19 +479,39 @@ mod tests {
     use super::*;
 
     fn device() -> Device {
-        Device::new("sim-0001".into(), 0, 3, 1)
+        // Device 2 of a 2-spine fabric is the first leaf: Ethernet1/2 face the spines.
+        Device::new("sim-0003".into(), 2, 3, 1, Fabric::new(10, 2, 3), true)
     }
 
     fn select(d: &Device, p: &str) -> Selection {
         d.select(&p.parse().unwrap())
     }
 
+    /// (full path, value) of every update.
+    fn leaves(out: &[gnmi::Notification]) -> Vec<(String, Value)> {
+        out.iter()
+            .flat_map(|n| {
+                n.update.iter().map(|u| {
+                    let p = proto::full_path(n.prefix.as_ref(), u.path.as_ref()).unwrap();
+                    (
+                        p.to_string(),
+                        proto::to_value(u.val.as_ref().unwrap()).unwrap(),
+                    )
+                })
+            })
+            .collect()
+    }
+
     #[test]
     fn selections_follow_the_path() {
         let d = device();
+        // 3 interfaces, 2 neighbours, CPU, memory.
+        assert_eq!(d.groups(), 7);
         let all = select(&d, "/");
-        assert_eq!(all.iter().count(), 3);
-        assert!(all.iter().all(|(_, m)| m == u8::MAX));
+        assert_eq!(all.iter().count(), 7);
+        let interfaces = select(&d, "/interfaces");
+        assert_eq!(interfaces.iter().count(), 3);
+        assert!(interfaces.iter().all(|(_, m)| m == 0xff));
         let counters = select(&d, "/interfaces/interface[name=*]/state/counters");
         assert!(counters.iter().all(|(_, m)| m.count_ones() == 6));
         let one = select(
@@ -314,10 +524,30 @@ mod tests {
         );
         assert!(select(&d, "/interfaces/interface[name=Ethernet9]").is_empty());
         assert!(select(&d, "cli:/interfaces").is_empty());
+        assert_eq!(select(&d, "/lldp").iter().count(), 2);
+        assert_eq!(
+            select(
+                &d,
+                "/lldp/interfaces/interface/neighbors/neighbor[id=sim-0002]"
+            )
+            .iter()
+            .count(),
+            1
+        );
+        assert_eq!(
+            select(
+                &d,
+                "/components/component[name=CPU0]/cpu/utilization/state/instant"
+            )
+            .iter()
+            .collect::<Vec<_>>(),
+            vec![(5, Leaf::CpuInstant.bit())]
+        );
+        assert_eq!(select(&d, "/system/memory").iter().count(), 1);
     }
 
     #[test]
-    fn notifications_use_interface_prefix_and_relative_paths() {
+    fn notifications_use_group_prefix_and_relative_paths() {
         let d = device();
         let sel = select(&d, "/interfaces/interface[name=Ethernet1]/state");
         let mut out = Vec::new();
@@ -330,25 +560,82 @@ mod tests {
             prefix.to_string(),
             "/interfaces/interface[name=Ethernet1]/state"
         );
-        let leaves: Vec<(String, Value)> = n
-            .update
-            .iter()
-            .map(|u| {
-                let p = proto::full_path(None, u.path.as_ref()).unwrap();
-                (
-                    p.to_string(),
-                    proto::to_value(u.val.as_ref().unwrap()).unwrap(),
-                )
-            })
-            .collect();
+        assert_eq!(n.update[0].path, Some(RELATIVE[0].clone()));
+        let leaves = leaves(&out);
         assert_eq!(leaves.len(), 8);
         assert_eq!(
             leaves[0],
-            ("/name".into(), Value::String("Ethernet1".into()))
+            (
+                "/interfaces/interface[name=Ethernet1]/state/name".into(),
+                Value::String("Ethernet1".into())
+            )
         );
-        assert_eq!(leaves[2].0, "/counters/in-octets");
+        assert!(leaves[2].0.ends_with("/counters/in-octets"));
         let raw = d.raw_values(0, Duration::from_secs(5));
         assert_eq!(leaves[2].1, Value::Uint(raw[Leaf::InOctets as usize]));
         assert!(matches!(&leaves[1].1, Value::String(s) if s == "UP" || s == "DOWN"));
+    }
+
+    #[test]
+    fn lldp_cpu_and_memory_leaves() {
+        let d = device();
+        let mut out = Vec::new();
+        let sel = select(&d, "/lldp");
+        d.notifications(
+            &sel,
+            Duration::from_secs(5),
+            1,
+            Encoding::JsonIetf,
+            &mut out,
+        );
+        let base = "/lldp/interfaces/interface";
+        assert_eq!(
+            leaves(&out),
+            vec![
+                (
+                    format!(
+                        "{base}[name=Ethernet1]/neighbors/neighbor[id=sim-0001]/state/system-name"
+                    ),
+                    Value::String("sim-0001".into())
+                ),
+                (
+                    format!("{base}[name=Ethernet1]/neighbors/neighbor[id=sim-0001]/state/port-id"),
+                    Value::String("Ethernet1".into())
+                ),
+                (
+                    format!(
+                        "{base}[name=Ethernet2]/neighbors/neighbor[id=sim-0002]/state/system-name"
+                    ),
+                    Value::String("sim-0002".into())
+                ),
+                (
+                    format!("{base}[name=Ethernet2]/neighbors/neighbor[id=sim-0002]/state/port-id"),
+                    Value::String("Ethernet1".into())
+                ),
+            ]
+        );
+        out.clear();
+        let sel = select(&d, "/components");
+        let mut sel2 = select(&d, "/system");
+        sel2.add(&sel);
+        d.notifications(&sel2, Duration::from_secs(5), 1, Encoding::Proto, &mut out);
+        let got = leaves(&out);
+        assert_eq!(got.len(), 3);
+        let Value::Uint(cpu) = got[0].1 else {
+            panic!("{got:?}")
+        };
+        assert!(cpu <= 100);
+        let (Value::Uint(physical), Value::Uint(used)) = (&got[1].1, &got[2].1) else {
+            panic!("{got:?}")
+        };
+        assert!(used < physical && *physical >= 8 << 30, "{got:?}");
+        // CPU moves over time.
+        let cpus: std::collections::BTreeSet<u64> = (0..60)
+            .map(|s| d.raw_values(5, Duration::from_secs(s * 10))[Leaf::CpuInstant as usize])
+            .collect();
+        assert!(cpus.len() > 3, "{cpus:?}");
+        // Without the fabric and system leaves only interfaces remain.
+        let plain = Device::new("sim-0001".into(), 0, 3, 1, Fabric::new(1, 0, 3), false);
+        assert_eq!(plain.groups(), 3);
     }
 }

@@ -1,5 +1,6 @@
 //! A fleet of virtual devices, each a gNMI server on its own loopback address.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +10,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tracing::{info, warn};
 
-use crate::device::Device;
-use crate::target::Target;
+use crate::device::{Device, device_name};
+use crate::fabric::{Fabric, Role};
+use crate::misbehaviour::Misbehaviour;
+use crate::target::{Dispatch, Policy, Target};
+use crate::tls::{Authority, PemPair};
 use crate::{Error, Result};
 
 /// Highest address a device may get: the last host address of 127.0.0.0/8.
@@ -23,6 +27,8 @@ const LAST_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 255, 255, 254);
 const HOSTS_PER_BLOCK: u64 = 254;
 /// How long [`Fleet::shutdown`] waits for servers to drain before aborting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Listen backlog of a shared listener: a whole fleet's clients connect through it.
+const SHARED_BACKLOG: u32 = 4096;
 
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +45,35 @@ pub struct FleetConfig {
     pub interfaces: usize,
     /// Seed of every generated number: the same seed gives the same traffic and flaps.
     pub seed: u64,
+    /// Spines per pod of the leaf-spine fabric LLDP reports: devices come in pods of
+    /// `spines + interfaces`, the first `spines` of each pod being spines (see
+    /// [`SimDevice::role`]). 0: no fabric and no LLDP neighbours.
+    pub spines: usize,
+    /// Whether devices serve CPU (`/components/component[name=CPU0]/cpu/utilization/
+    /// state/instant`) and memory (`/system/memory/state/{physical,used}`) leaves.
+    pub system_leaves: bool,
+    /// Serve gNMI over TLS: the fleet makes a CA ([`Fleet::ca_pem`]) and one server
+    /// certificate per device whose subject alternative name is the device's IP.
+    pub tls: bool,
+    /// With `tls`, also demand a client certificate signed by the fleet's CA
+    /// ([`Fleet::client_identity_pem`]).
+    pub require_client_cert: bool,
+    /// Username and password every RPC must carry as `username`/`password` metadata;
+    /// others get UNAUTHENTICATED. `None` accepts any (or no) credentials.
+    pub credentials: Option<(String, String)>,
+    /// How every device misbehaves (by default not at all).
+    pub misbehaviour: Misbehaviour,
+    /// Accept the connections of every device on one socket (`0.0.0.0:port` tied to the
+    /// loopback interface `lo`), and tell the devices apart by the address the client
+    /// dialled: one file descriptor for the whole fleet instead of one per device, so
+    /// 10,000 devices and their 10,000 connections fit under a 20,000 descriptor limit.
+    /// Needs a fixed `port`, no `tls`, Linux, and the right to bind to a device
+    /// (CAP_NET_RAW). Off by default.
+    pub shared_listener: bool,
+    /// Per-device overrides of `misbehaviour`: (0-based device index, misbehaviour). The
+    /// override replaces the fleet-wide misbehaviour for that device; the last one given
+    /// for a device wins.
+    pub misbehaving: Vec<(usize, Misbehaviour)>,
 }
 
 impl Default for FleetConfig {
@@ -49,6 +84,14 @@ impl Default for FleetConfig {
             port: 57400,
             interfaces: 4,
             seed: 0,
+            spines: 2,
+            system_leaves: true,
+            tls: false,
+            require_client_cert: false,
+            credentials: None,
+            misbehaviour: Misbehaviour::default(),
+            misbehaving: Vec::new(),
+            shared_listener: false,
         }
     }
 }
@@ -62,6 +105,8 @@ pub struct SimDevice {
     pub addr: SocketAddr,
     /// Interface names, in order.
     pub interfaces: Vec<String>,
+    /// Its place in the leaf-spine fabric.
+    pub role: Role,
 }
 
 /// Running virtual devices. Dropping it stops the servers too, without waiting for them;
@@ -69,6 +114,8 @@ pub struct SimDevice {
 #[derive(Debug)]
 pub struct Fleet {
     devices: Vec<SimDevice>,
+    ca_pem: Option<String>,
+    client_identity: Option<PemPair>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
 }
@@ -87,6 +134,31 @@ impl Fleet {
                 devices: config.devices,
             });
         }
+        if let Some((index, _)) = config
+            .misbehaving
+            .iter()
+            .find(|(i, _)| *i >= config.devices)
+        {
+            return Err(Error::NoSuchDevice {
+                index: *index,
+                devices: config.devices,
+            });
+        }
+        let authority = config.tls.then(Authority::generate).transpose()?;
+        let client_identity = match &authority {
+            Some(ca) if config.require_client_cert => Some(ca.client()?),
+            _ => None,
+        };
+        let shared = if config.shared_listener {
+            if config.port == 0 || config.tls {
+                return Err(Error::SharedListener(
+                    "it needs a fixed port and no TLS".to_owned(),
+                ));
+            }
+            Some(bind_shared(config.port)?)
+        } else {
+            None
+        };
         let mut bound = Vec::with_capacity(config.devices);
         for index in 0..config.devices {
             let ip = device_ip(base, index).ok_or(Error::AddressesExhausted {
@@ -94,34 +166,95 @@ impl Fleet {
                 devices: config.devices,
             })?;
             let addr = SocketAddr::from((ip, config.port));
+            if shared.is_some() {
+                bound.push((None, addr));
+                continue;
+            }
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| Error::Bind { addr, source })?;
             let addr = listener
                 .local_addr()
                 .map_err(|source| Error::Bind { addr, source })?;
-            bound.push((listener, addr));
+            bound.push((Some(listener), addr));
         }
 
+        // Builders first, so a certificate problem stops the fleet before anything runs.
+        let mut builders = Vec::with_capacity(bound.len());
+        for (index, (_, addr)) in bound.iter().enumerate() {
+            let mut builder = Server::builder();
+            if let Some(ca) = &authority {
+                let server = ca.server(&device_name(index), addr.ip())?;
+                let mut tls =
+                    ServerTlsConfig::new().identity(Identity::from_pem(server.cert, server.key));
+                if config.require_client_cert {
+                    tls = tls.client_ca_root(Certificate::from_pem(ca.cert_pem()));
+                }
+                builder = builder.tls_config(tls).map_err(|source| Error::Tls {
+                    addr: *addr,
+                    source,
+                })?;
+            }
+            builders.push(builder);
+        }
+
+        let fabric = Fabric::new(config.devices, config.spines, config.interfaces);
+        let shared_policy = Arc::new(Policy::new(
+            config.misbehaviour.clone(),
+            config.credentials.clone(),
+        ));
         let epoch = Instant::now();
         let (shutdown, stop) = watch::channel(false);
         let mut devices = Vec::with_capacity(bound.len());
         let mut servers = Vec::with_capacity(bound.len());
-        for (index, (listener, addr)) in bound.into_iter().enumerate() {
-            let name = format!("sim-{:04}", index + 1);
+        let mut by_ip = HashMap::new();
+        for (index, ((listener, addr), builder)) in bound.into_iter().zip(builders).enumerate() {
+            let name = device_name(index);
             let device = Arc::new(Device::new(
                 name.clone(),
                 index,
                 config.interfaces,
                 config.seed,
+                fabric,
+                config.system_leaves,
             ));
             devices.push(SimDevice {
                 name,
                 addr,
-                interfaces: device.interfaces.iter().map(|i| i.name.clone()).collect(),
+                interfaces: (0..config.interfaces).map(Device::interface_name).collect(),
+                role: fabric.role(index),
             });
-            let target = Target::new(device, epoch, stop.clone());
-            servers.push(tokio::spawn(serve(target, listener, addr, stop.clone())));
+            let policy = policy_for(&config, index, &shared_policy);
+            let target = Target::new(device, policy, epoch, stop.clone());
+            match listener {
+                Some(listener) => {
+                    let served = serve(
+                        builder,
+                        GNmiServer::new(target),
+                        listener,
+                        addr,
+                        stop.clone(),
+                    );
+                    servers.push(tokio::spawn(served));
+                }
+                None => {
+                    by_ip.insert(addr.ip(), target);
+                }
+            }
+        }
+        if let Some(listener) = shared {
+            let addr = listener.local_addr().map_err(|source| Error::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], config.port)),
+                source,
+            })?;
+            let service = GNmiServer::new(Dispatch::new(by_ip));
+            servers.push(tokio::spawn(serve(
+                Server::builder(),
+                service,
+                listener,
+                addr,
+                stop.clone(),
+            )));
         }
         info!(
             devices = devices.len(),
@@ -130,6 +263,8 @@ impl Fleet {
         );
         Ok(Fleet {
             devices,
+            ca_pem: authority.map(|ca| ca.cert_pem().to_owned()),
+            client_identity,
             shutdown,
             servers,
         })
@@ -138,6 +273,20 @@ impl Fleet {
     /// The devices, in order.
     pub fn devices(&self) -> &[SimDevice] {
         &self.devices
+    }
+
+    /// The CA certificate (PEM) that signed every device's certificate, when the fleet
+    /// serves TLS: what a client must trust.
+    pub fn ca_pem(&self) -> Option<String> {
+        self.ca_pem.clone()
+    }
+
+    /// A client certificate and its private key (both PEM), signed by the fleet's CA, when
+    /// the fleet demands client certificates.
+    pub fn client_identity_pem(&self) -> Option<(String, String)> {
+        self.client_identity
+            .as_ref()
+            .map(|p| (p.cert.clone(), p.key.clone()))
     }
 
     /// Stops accepting connections, ends every open subscription and waits for the servers
@@ -157,19 +306,62 @@ impl Fleet {
     }
 }
 
-async fn serve(
-    target: Target,
+/// The policy of device `index`: the shared one, unless an override names the device (the
+/// oversize-once flag is per device, so a device that sends one gets its own policy).
+fn policy_for(config: &FleetConfig, index: usize, shared: &Arc<Policy>) -> Arc<Policy> {
+    let misbehaviour = config
+        .misbehaving
+        .iter()
+        .rev()
+        .find(|(i, _)| *i == index)
+        .map(|(_, m)| m);
+    match misbehaviour {
+        Some(m) => Arc::new(Policy::new(m.clone(), config.credentials.clone())),
+        None if shared.misbehaviour.oversize.is_some() => Arc::new(Policy::new(
+            shared.misbehaviour.clone(),
+            config.credentials.clone(),
+        )),
+        None => Arc::clone(shared),
+    }
+}
+
+/// Binds `0.0.0.0:port` on the loopback interface only: connections to any 127.x.y.z
+/// address arrive here, and nothing from another interface does.
+#[cfg(target_os = "linux")]
+fn bind_shared(port: u16) -> Result<TcpListener> {
+    let addr = SocketAddr::from(([0, 0, 0, 0], port));
+    let bind = |source| Error::Bind { addr, source };
+    let socket = tokio::net::TcpSocket::new_v4().map_err(bind)?;
+    socket.set_reuseaddr(true).map_err(bind)?;
+    socket
+        .bind_device(Some(b"lo"))
+        .map_err(|e| Error::SharedListener(format!("cannot tie a socket to `lo` ({e})")))?;
+    socket.bind(addr).map_err(bind)?;
+    socket.listen(SHARED_BACKLOG).map_err(bind)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn bind_shared(_port: u16) -> Result<TcpListener> {
+    Err(Error::SharedListener("it needs Linux".to_owned()))
+}
+
+async fn serve<S>(
+    builder: Server,
+    service: GNmiServer<S>,
     listener: TcpListener,
     addr: SocketAddr,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: proto::gnmi::g_nmi_server::GNmi,
+{
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     // Stop when asked, or when the fleet is dropped (the sender goes away).
     let signal = async move {
         let _ = stop.wait_for(|stop| *stop).await;
     };
-    let served = Server::builder()
-        .add_service(GNmiServer::new(target))
+    let mut builder = builder;
+    let served = builder
+        .add_service(service)
         .serve_with_incoming_shutdown(incoming, signal)
         .await;
     if let Err(error) = served {

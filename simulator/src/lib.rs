@@ -3,21 +3,32 @@
 //! Owns the simulated fleet: each device is a real gNMI target (tonic server) on its own
 //! loopback address, serving OpenConfig interface state whose counters move like real
 //! traffic (deterministic from a seed, monotonic, with a slow swing, noise, rare errors
-//! and occasional link flaps). Capabilities, Get and Subscribe (STREAM with SAMPLE,
-//! ON_CHANGE and TARGET_DEFINED; ONCE; POLL) are served; Set is refused.
+//! and occasional link flaps), CPU and memory gauges, and LLDP neighbours forming a
+//! leaf-spine fabric. Capabilities, Get and Subscribe (STREAM with SAMPLE, ON_CHANGE and
+//! TARGET_DEFINED; ONCE; POLL) are served; Set is refused.
+//!
+//! A fleet can be a demanding peer: TLS with a generated CA (optionally demanding client
+//! certificates), username/password metadata, and misbehaviour on demand (see
+//! [`Misbehaviour`]), fleet-wide or per device.
 //!
 //! Depends on `model` and `proto` only among netpulse crates; it must not import any
 //! other role crate (collector, web, operator, store, bus).
 
 mod device;
+mod fabric;
 mod fleet;
+mod misbehaviour;
 mod pattern;
 mod target;
+mod tls;
 mod traffic;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+pub use fabric::Role;
 pub use fleet::{Fleet, FleetConfig, SimDevice};
+pub use misbehaviour::{Misbehaviour, ParseMisbehaviourError};
+pub use target::{PASSWORD_KEY, USERNAME_KEY};
 
 /// Why a fleet could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +52,29 @@ pub enum Error {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// A certificate for TLS could not be made.
+    #[error("cannot make a TLS certificate: {0}")]
+    Certificate(String),
+    /// A device's TLS server could not be configured with its certificate.
+    #[error("cannot configure TLS on {addr}")]
+    Tls {
+        /// The device's address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The shared listener cannot be used.
+    #[error("cannot use a shared listener: {0}")]
+    SharedListener(String),
+    /// A misbehaviour override names a device the fleet does not have.
+    #[error("misbehaviour for device index {index}, but the fleet has {devices} devices")]
+    NoSuchDevice {
+        /// The 0-based index given.
+        index: usize,
+        /// The number of devices.
+        devices: usize,
     },
 }
 

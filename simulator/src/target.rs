@@ -4,7 +4,10 @@
 //! list that fall due together are answered with one set of notifications. Values are
 //! computed when sent, from the time since the fleet started.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proto::gnmi::{
@@ -16,10 +19,12 @@ use proto::gnmi_ext::{self, extension::Ext};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
-use crate::device::{Device, Leaf, Selection};
+use crate::device::{Device, Leaf, Raw, Selection, wire_elem};
+use crate::misbehaviour::Misbehaviour;
 
 /// gNMI version reported by Capabilities: the version of the `.proto` files served.
 pub(crate) const GNMI_VERSION: &str = "0.10.0";
@@ -31,19 +36,85 @@ pub(crate) const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 const CHANNEL_CAPACITY: usize = 64;
 /// Encodings the simulator produces, as advertised by Capabilities.
 const ENCODINGS: [Encoding; 3] = [Encoding::Json, Encoding::JsonIetf, Encoding::Proto];
+/// Encodings of a device that misbehaves with `json-ietf-only`.
+const JSON_IETF_ONLY: [Encoding; 1] = [Encoding::JsonIetf];
 /// Schema models advertised by Capabilities: (name, organization, version).
-const MODELS: [(&str, &str, &str); 3] = [
+const MODELS: [(&str, &str, &str); 6] = [
     ("openconfig-interfaces", "OpenConfig working group", "3.7.1"),
+    ("openconfig-lldp", "OpenConfig working group", "0.2.1"),
+    ("openconfig-platform", "OpenConfig working group", "0.24.0"),
+    ("openconfig-system", "OpenConfig working group", "2.1.0"),
     ("openconfig-types", "OpenConfig working group", "1.0.0"),
     ("openconfig-yang-types", "OpenConfig working group", "1.0.0"),
 ];
+/// Metadata key of the username, as gNMI clients send it.
+pub const USERNAME_KEY: &str = "username";
+/// Metadata key of the password.
+pub const PASSWORD_KEY: &str = "password";
 
 type Outgoing = Result<SubscribeResponse, Status>;
+
+/// How a device treats its clients: credentials it demands and how it misbehaves.
+#[derive(Debug, Default)]
+pub(crate) struct Policy {
+    pub misbehaviour: Misbehaviour,
+    /// Username and password every RPC must carry as metadata, when set.
+    pub credentials: Option<(String, String)>,
+    /// Whether the one oversize notification was sent already.
+    oversize_sent: AtomicBool,
+}
+
+impl Policy {
+    pub(crate) fn new(misbehaviour: Misbehaviour, credentials: Option<(String, String)>) -> Self {
+        Self {
+            misbehaviour,
+            credentials,
+            oversize_sent: AtomicBool::new(false),
+        }
+    }
+
+    /// UNAUTHENTICATED unless `metadata` carries the expected credentials.
+    fn authenticate(&self, metadata: &MetadataMap, device: &str) -> Result<(), Status> {
+        let Some((username, password)) = &self.credentials else {
+            return Ok(());
+        };
+        let get = |key| metadata.get(key).and_then(|v| v.to_str().ok());
+        match (get(USERNAME_KEY), get(PASSWORD_KEY)) {
+            (Some(u), Some(p)) if u == username && p == password => Ok(()),
+            (None, _) | (_, None) => Err(Status::unauthenticated(format!(
+                "{device} requires credentials: send `{USERNAME_KEY}` and `{PASSWORD_KEY}` metadata"
+            ))),
+            _ => Err(Status::unauthenticated(format!(
+                "{device} rejected the username or password"
+            ))),
+        }
+    }
+
+    fn encodings(&self) -> &'static [Encoding] {
+        if self.misbehaviour.json_ietf_only {
+            &JSON_IETF_ONLY
+        } else {
+            &ENCODINGS
+        }
+    }
+
+    /// The requested encoding if the device produces it.
+    fn encoding(&self, value: i32) -> Result<Encoding, Status> {
+        encoding(value, self.encodings())
+    }
+
+    /// The oversize notification's size, the first time it is asked for.
+    fn take_oversize(&self) -> Option<usize> {
+        let size = self.misbehaviour.oversize?;
+        (!self.oversize_sent.swap(true, Ordering::Relaxed)).then_some(size)
+    }
+}
 
 /// The gNMI service of one device.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     device: Arc<Device>,
+    policy: Arc<Policy>,
     /// When the fleet started: time zero of every counter.
     epoch: Instant,
     /// Becomes `true` (or is dropped) when the fleet stops; ends every open stream.
@@ -53,11 +124,13 @@ pub(crate) struct Target {
 impl Target {
     pub(crate) fn new(
         device: Arc<Device>,
+        policy: Arc<Policy>,
         epoch: Instant,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
             device,
+            policy,
             epoch,
             shutdown,
         }
@@ -66,14 +139,20 @@ impl Target {
     fn elapsed(&self) -> Duration {
         self.epoch.elapsed()
     }
+
+    fn authenticate<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.policy
+            .authenticate(request.metadata(), &self.device.name)
+    }
 }
 
 #[tonic::async_trait]
 impl GNmi for Target {
     async fn capabilities(
         &self,
-        _request: Request<gnmi::CapabilityRequest>,
+        request: Request<gnmi::CapabilityRequest>,
     ) -> Result<Response<gnmi::CapabilityResponse>, Status> {
+        self.authenticate(&request)?;
         Ok(Response::new(gnmi::CapabilityResponse {
             supported_models: MODELS
                 .iter()
@@ -83,7 +162,7 @@ impl GNmi for Target {
                     version: (*version).to_owned(),
                 })
                 .collect(),
-            supported_encodings: ENCODINGS.iter().map(|e| *e as i32).collect(),
+            supported_encodings: self.policy.encodings().iter().map(|e| *e as i32).collect(),
             g_nmi_version: GNMI_VERSION.to_owned(),
             extension: Vec::new(),
         }))
@@ -93,13 +172,14 @@ impl GNmi for Target {
         &self,
         request: Request<gnmi::GetRequest>,
     ) -> Result<Response<gnmi::GetResponse>, Status> {
+        self.authenticate(&request)?;
         let request = request.into_inner();
         reject_history(&request.extension)?;
-        let encoding = encoding(request.encoding)?;
+        let encoding = self.policy.encoding(request.encoding)?;
         let data_type = DataType::try_from(request.r#type).map_err(|_| {
             Status::invalid_argument(format!("unknown data type {}", request.r#type))
         })?;
-        let mut selection = Selection::none(self.device.interfaces.len());
+        let mut selection = Selection::none(self.device.groups());
         // Everything the simulator serves is state; a CONFIG Get finds nothing.
         if data_type != DataType::Config {
             let paths: Vec<Option<&gnmi::Path>> = if request.path.is_empty() {
@@ -136,8 +216,9 @@ impl GNmi for Target {
 
     async fn set(
         &self,
-        _request: Request<gnmi::SetRequest>,
+        request: Request<gnmi::SetRequest>,
     ) -> Result<Response<gnmi::SetResponse>, Status> {
+        self.authenticate(&request)?;
         Err(Status::unimplemented(
             "Set is not supported: simulated devices serve state data only",
         ))
@@ -149,6 +230,7 @@ impl GNmi for Target {
         &self,
         request: Request<Streaming<SubscribeRequest>>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.authenticate(&request)?;
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.ok_or_else(|| {
             Status::invalid_argument("the stream ended before a subscription list")
@@ -163,7 +245,7 @@ impl GNmi for Target {
             }
             None => return Err(Status::invalid_argument("empty subscribe request")),
         };
-        let plan = Plan::new(&self.device, &list)?;
+        let plan = Plan::new(&self.device, &self.policy, &list)?;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let session = Session {
             target: self.clone(),
@@ -171,9 +253,66 @@ impl GNmi for Target {
             plan,
             tx,
             scratch: Vec::new(),
+            notifications: 0,
         };
         tokio::spawn(session.run(inbound));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// The gNMI service of a fleet whose devices share one listener: each RPC goes to the
+/// device whose address the client dialled.
+#[derive(Debug)]
+pub(crate) struct Dispatch {
+    targets: HashMap<IpAddr, Target>,
+}
+
+impl Dispatch {
+    pub(crate) fn new(targets: HashMap<IpAddr, Target>) -> Self {
+        Self { targets }
+    }
+
+    fn target<T>(&self, request: &Request<T>) -> Result<&Target, Status> {
+        let ip = request
+            .local_addr()
+            .map(|a| a.ip())
+            .ok_or_else(|| Status::internal("the connection has no local address"))?;
+        self.targets
+            .get(&ip)
+            .ok_or_else(|| Status::unavailable(format!("no simulated device at {ip}")))
+    }
+}
+
+#[tonic::async_trait]
+impl GNmi for Dispatch {
+    async fn capabilities(
+        &self,
+        request: Request<gnmi::CapabilityRequest>,
+    ) -> Result<Response<gnmi::CapabilityResponse>, Status> {
+        self.target(&request)?.capabilities(request).await
+    }
+
+    async fn get(
+        &self,
+        request: Request<gnmi::GetRequest>,
+    ) -> Result<Response<gnmi::GetResponse>, Status> {
+        self.target(&request)?.get(request).await
+    }
+
+    async fn set(
+        &self,
+        request: Request<gnmi::SetRequest>,
+    ) -> Result<Response<gnmi::SetResponse>, Status> {
+        self.target(&request)?.set(request).await
+    }
+
+    type SubscribeStream = ReceiverStream<Outgoing>;
+
+    async fn subscribe(
+        &self,
+        request: Request<Streaming<SubscribeRequest>>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.target(&request)?.subscribe(request).await
     }
 }
 
@@ -211,17 +350,21 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(device: &Device, list: &gnmi::SubscriptionList) -> Result<Self, Status> {
+    fn new(
+        device: &Device,
+        policy: &Policy,
+        list: &gnmi::SubscriptionList,
+    ) -> Result<Self, Status> {
         let mode = Mode::try_from(list.mode).map_err(|_| {
             Status::invalid_argument(format!("unknown subscription list mode {}", list.mode))
         })?;
-        let encoding = encoding(list.encoding)?;
+        let encoding = policy.encoding(list.encoding)?;
         if list.subscription.is_empty() {
             return Err(Status::invalid_argument(
                 "the subscription list has no subscriptions",
             ));
         }
-        let mut all = Selection::none(device.interfaces.len());
+        let mut all = Selection::none(device.groups());
         let mut entries = Vec::with_capacity(list.subscription.len());
         for sub in &list.subscription {
             let pattern = proto::full_path(list.prefix.as_ref(), sub.path.as_ref())
@@ -236,6 +379,14 @@ impl Plan {
                     suppress_redundant: sub.suppress_redundant,
                     heartbeat,
                 },
+                Ok(SubscriptionMode::OnChange)
+                    if policy.misbehaviour.refuse_on_change && mode == Mode::Stream =>
+                {
+                    return Err(Status::unimplemented(format!(
+                        "{}: ON_CHANGE subscriptions are not supported ({pattern}); use SAMPLE",
+                        device.name
+                    )));
+                }
                 Ok(SubscriptionMode::OnChange) => Cadence::OnChange { heartbeat },
                 Err(_) => {
                     return Err(Status::invalid_argument(format!(
@@ -269,6 +420,10 @@ enum Stop {
 enum Event {
     /// A timer is due.
     Tick,
+    /// The misbehaving device drops the stream now.
+    Drop,
+    /// The misbehaving device goes silent now.
+    Silence,
     /// The client sent something (or ended its side, or vanished).
     Message(Result<Option<SubscribeRequest>, Status>),
     /// The client stopped listening or the fleet is stopping.
@@ -280,9 +435,9 @@ enum Event {
 struct Timer {
     next: Option<Instant>,
     last_heartbeat: Instant,
-    /// Last values sent per interface (suppress_redundant) or last oper-status seen
-    /// (on-change), by `Leaf as usize`.
-    last: Vec<[u64; 8]>,
+    /// Last values sent per group (suppress_redundant) or last oper-status seen
+    /// (on-change), by `Leaf as usize`; empty when the cadence needs neither.
+    last: Vec<Raw>,
 }
 
 /// One Subscribe RPC being served.
@@ -293,6 +448,8 @@ struct Session {
     tx: mpsc::Sender<Outgoing>,
     /// Reused notification buffer.
     scratch: Vec<gnmi::Notification>,
+    /// Notifications sent so far (for `malformed-path-every`).
+    notifications: u64,
 }
 
 impl Session {
@@ -317,6 +474,10 @@ impl Session {
 
     /// All selected values (unless `updates_only`), then `sync_response`.
     async fn snapshot(&mut self) -> Result<(), Stop> {
+        if let Some(size) = self.target.policy.take_oversize() {
+            let notification = oversize_notification(size, self.plan.encoding);
+            self.send(Outbound::Update(notification)).await?;
+        }
         if !self.plan.updates_only {
             let all = self.plan.all.clone();
             self.send_values(&all).await?;
@@ -351,36 +512,61 @@ impl Session {
     async fn stream(&mut self, mut inbound: Streaming<SubscribeRequest>) -> Result<(), Stop> {
         self.snapshot().await?;
         let device = Arc::clone(&self.target.device);
-        let interfaces = device.interfaces.len();
+        let groups = device.groups();
         let start = Instant::now();
         let t = self.target.elapsed();
-        let baseline: Vec<[u64; 8]> = (0..interfaces).map(|i| device.raw_values(i, t)).collect();
+        let baseline = || -> Vec<Raw> { (0..groups).map(|g| device.raw_values(g, t)).collect() };
         let mut timers: Vec<Timer> = self
             .plan
             .entries
             .iter()
             .map(|entry| {
-                let next = match entry.cadence {
-                    Cadence::Sample { interval, .. } => Some(start + interval),
-                    Cadence::OnChange { heartbeat } => earliest(
-                        device
-                            .next_status_change(&entry.selection, t)
-                            .map(|d| self.target.epoch + d),
-                        heartbeat.map(|h| start + h),
+                let (next, last) = match entry.cadence {
+                    Cadence::Sample {
+                        interval,
+                        suppress_redundant,
+                        ..
+                    } => (
+                        Some(start + interval),
+                        if suppress_redundant {
+                            baseline()
+                        } else {
+                            Vec::new()
+                        },
+                    ),
+                    Cadence::OnChange { heartbeat } => (
+                        earliest(
+                            device
+                                .next_status_change(&entry.selection, t)
+                                .map(|d| self.target.epoch + d),
+                            heartbeat.map(|h| start + h),
+                        ),
+                        baseline(),
                     ),
                 };
                 Timer {
                     next,
                     last_heartbeat: start,
-                    last: baseline.clone(),
+                    last,
                 }
             })
             .collect();
-        let mut due = Selection::none(interfaces);
+        let mut due = Selection::none(groups);
         let mut reading = true;
+        let policy = Arc::clone(&self.target.policy);
+        let misbehaviour = &policy.misbehaviour;
+        let drop_at = misbehaviour.drop_every.map(|d| start + d);
+        let mut silent_at = misbehaviour.silent_after.map(|d| start + d);
+        let mut silent = false;
         loop {
-            let wake = timers.iter().filter_map(|timer| timer.next).min();
+            let wake = if silent {
+                None
+            } else {
+                timers.iter().filter_map(|timer| timer.next).min()
+            };
             let event = tokio::select! {
+                () = sleep_until(drop_at) => Event::Drop,
+                () = sleep_until(silent_at) => Event::Silence,
                 () = sleep_until(wake) => Event::Tick,
                 message = inbound.message(), if reading => Event::Message(message),
                 _ = self.shutdown.wait_for(|stop| *stop) => Event::Stop,
@@ -399,6 +585,18 @@ impl Session {
                     if !due.is_empty() {
                         self.send_values(&due).await?;
                     }
+                }
+                Event::Drop => {
+                    return Err(Stop::Failed(Status::unavailable(format!(
+                        "{} drops every subscription after {:?} (simulated misbehaviour)",
+                        device.name,
+                        misbehaviour.drop_every.unwrap_or_default()
+                    ))));
+                }
+                Event::Silence => {
+                    debug!(device = %device.name, "Subscription goes silent");
+                    silent = true;
+                    silent_at = None;
                 }
                 Event::Message(Ok(Some(_))) => {
                     return Err(Stop::Failed(Status::invalid_argument(
@@ -423,7 +621,14 @@ impl Session {
             &mut batch,
         );
         let mut result = Ok(());
-        for notification in batch.drain(..) {
+        let malformed_every = self.target.policy.misbehaviour.malformed_path_every;
+        for mut notification in batch.drain(..) {
+            self.notifications += 1;
+            if let Some(every) = malformed_every
+                && self.notifications.is_multiple_of(u64::from(every))
+            {
+                malform(&mut notification);
+            }
             result = self.send(Outbound::Update(notification)).await;
             if result.is_err() {
                 break;
@@ -439,10 +644,49 @@ impl Session {
             response: Some(response),
             extension: Vec::new(),
         };
+        if let Some(delay) = self.target.policy.misbehaviour.send_delay {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.wait_for(|stop| *stop) => return Err(Stop::Closed),
+            }
+        }
         tokio::select! {
             sent = self.tx.send(Ok(message)) => sent.map_err(|_| Stop::Closed),
             _ = self.shutdown.wait_for(|stop| *stop) => Err(Stop::Closed),
         }
+    }
+}
+
+/// Gives the first update of `notification` a path element with an empty name, which
+/// the gNMI path rules forbid.
+fn malform(notification: &mut gnmi::Notification) {
+    if let Some(path) = notification
+        .update
+        .first_mut()
+        .and_then(|u| u.path.as_mut())
+    {
+        path.elem.insert(0, wire_elem("", None));
+    }
+}
+
+/// One notification larger than `size` bytes: a huge `/system/state/motd-banner`.
+fn oversize_notification(size: usize, encoding: Encoding) -> gnmi::Notification {
+    let banner = model::Value::String("x".repeat(size.saturating_add(1)));
+    gnmi::Notification {
+        timestamp: now_ns(),
+        prefix: Some(gnmi::Path {
+            elem: vec![wire_elem("system", None), wire_elem("state", None)],
+            ..Default::default()
+        }),
+        update: vec![gnmi::Update {
+            path: Some(gnmi::Path {
+                elem: vec![wire_elem("motd-banner", None)],
+                ..Default::default()
+            }),
+            val: Some(proto::to_typed_value(&banner, encoding)),
+            ..Default::default()
+        }],
+        ..Default::default()
     }
 }
 
@@ -469,13 +713,16 @@ fn fire(
             if suppress_redundant {
                 for (i, mask) in entry.selection.iter() {
                     let values = device.raw_values(i, t);
+                    let Some(last) = timer.last.get_mut(i) else {
+                        continue;
+                    };
                     for leaf in Leaf::ALL {
                         let slot = leaf as usize;
-                        if mask & leaf.bit() != 0 && values[slot] != timer.last[i][slot] {
+                        if mask & leaf.bit() != 0 && values[slot] != last[slot] {
                             due.insert(i, leaf);
                         }
                     }
-                    timer.last[i] = values;
+                    *last = values;
                 }
             }
             // Skip samples missed while the client was slow rather than bursting.
@@ -493,9 +740,12 @@ fn fire(
                     continue;
                 }
                 let up = u64::from(device.is_up(i, t));
-                if up != timer.last[i][status] {
+                let Some(last) = timer.last.get_mut(i) else {
+                    continue;
+                };
+                if up != last[status] {
                     due.insert(i, Leaf::OperStatus);
-                    timer.last[i][status] = up;
+                    last[status] = up;
                 }
             }
             let change = device
@@ -529,13 +779,18 @@ fn sample_interval(requested_ns: u64) -> Duration {
     }
 }
 
-/// The requested encoding if the simulator produces it.
-fn encoding(value: i32) -> Result<Encoding, Status> {
+/// The requested encoding if it is one of `served`.
+fn encoding(value: i32, served: &[Encoding]) -> Result<Encoding, Status> {
     match Encoding::try_from(value) {
-        Ok(e) if ENCODINGS.contains(&e) => Ok(e),
+        Ok(e) if served.contains(&e) => Ok(e),
         Ok(e) => Err(Status::unimplemented(format!(
-            "encoding {} is not supported; use JSON, JSON_IETF or PROTO",
-            e.as_str_name()
+            "encoding {} is not supported; use {}",
+            e.as_str_name(),
+            served
+                .iter()
+                .map(|e| e.as_str_name())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
         Err(_) => Err(Status::invalid_argument(format!(
             "unknown encoding {value}"
@@ -573,11 +828,16 @@ mod tests {
         }
     }
 
+    fn device(interfaces: usize, seed: u64) -> Device {
+        let fabric = crate::fabric::Fabric::new(1, 0, interfaces);
+        Device::new("sim-0001".into(), 0, interfaces, seed, fabric, false)
+    }
+
     fn timer(device: &Device, next: Option<Instant>, start: Instant) -> Timer {
         Timer {
             next,
             last_heartbeat: start,
-            last: (0..device.interfaces.len())
+            last: (0..device.groups())
                 .map(|i| device.raw_values(i, Duration::ZERO))
                 .collect(),
         }
@@ -585,7 +845,7 @@ mod tests {
 
     #[test]
     fn on_change_reports_only_oper_status_transitions() {
-        let device = Device::new("sim-0001".into(), 0, 40, 3);
+        let device = device(40, 3);
         let e = entry(
             &device,
             "/interfaces/interface/state/oper-status",
@@ -638,7 +898,7 @@ mod tests {
 
     #[test]
     fn suppress_redundant_sends_changes_and_heartbeats_everything() {
-        let device = Device::new("sim-0001".into(), 0, 8, 5);
+        let device = device(8, 5);
         let t = Duration::from_secs(1);
         let steady = (0..8)
             .find(|&i| device.is_up(i, Duration::ZERO) && device.is_up(i, t))
@@ -669,7 +929,7 @@ mod tests {
         let mut tm = timer(&device, Some(start + t), start);
         let mut due = Selection::none(8);
         fire(&device, &e, &mut tm, start + t, t, &mut due);
-        assert_eq!(due.iter().collect::<Vec<_>>(), vec![(steady, u8::MAX)]);
+        assert_eq!(due.iter().collect::<Vec<_>>(), vec![(steady, 0xff)]);
     }
 
     #[test]
@@ -681,16 +941,81 @@ mod tests {
 
     #[test]
     fn only_served_encodings_are_accepted() {
-        assert_eq!(encoding(Encoding::Proto as i32).ok(), Some(Encoding::Proto));
+        let policy = Policy::default();
         assert_eq!(
-            encoding(Encoding::JsonIetf as i32).ok(),
+            policy.encoding(Encoding::Proto as i32).ok(),
+            Some(Encoding::Proto)
+        );
+        assert_eq!(
+            policy.encoding(Encoding::JsonIetf as i32).ok(),
             Some(Encoding::JsonIetf)
         );
-        let bytes = encoding(Encoding::Bytes as i32).unwrap_err();
+        let bytes = policy.encoding(Encoding::Bytes as i32).unwrap_err();
         assert_eq!(bytes.code(), tonic::Code::Unimplemented);
         assert_eq!(
-            encoding(42).unwrap_err().code(),
+            policy.encoding(42).unwrap_err().code(),
             tonic::Code::InvalidArgument
         );
+        let strict = Policy::new(
+            Misbehaviour {
+                json_ietf_only: true,
+                ..Misbehaviour::default()
+            },
+            None,
+        );
+        let proto = strict.encoding(Encoding::Proto as i32).unwrap_err();
+        assert_eq!(proto.code(), tonic::Code::Unimplemented);
+        assert!(proto.message().contains("use JSON_IETF"), "{proto}");
+        assert_eq!(
+            strict.encoding(Encoding::JsonIetf as i32).ok(),
+            Some(Encoding::JsonIetf)
+        );
+    }
+
+    #[test]
+    fn credentials_are_checked_when_configured() {
+        let mut metadata = MetadataMap::new();
+        assert!(Policy::default().authenticate(&metadata, "d").is_ok());
+        let policy = Policy::new(Misbehaviour::default(), Some(("admin".into(), "pw".into())));
+        let missing = policy.authenticate(&metadata, "sim-0001").unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::Unauthenticated);
+        assert!(
+            missing.message().contains("requires credentials"),
+            "{missing}"
+        );
+        metadata.insert(USERNAME_KEY, "admin".parse().unwrap());
+        metadata.insert(PASSWORD_KEY, "nope".parse().unwrap());
+        let wrong = policy.authenticate(&metadata, "sim-0001").unwrap_err();
+        assert!(wrong.message().contains("rejected"), "{wrong}");
+        metadata.insert(PASSWORD_KEY, "pw".parse().unwrap());
+        assert!(policy.authenticate(&metadata, "sim-0001").is_ok());
+    }
+
+    #[test]
+    fn malformed_paths_have_an_empty_element_and_oversize_is_oversize() {
+        let mut n = gnmi::Notification {
+            update: vec![gnmi::Update {
+                path: Some(gnmi::Path {
+                    elem: vec![wire_elem("name", None)],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        malform(&mut n);
+        let path = n.update[0].path.as_ref().unwrap();
+        assert_eq!(path.elem[0].name, "");
+        let big = oversize_notification(1000, Encoding::JsonIetf);
+        assert!(prost::Message::encoded_len(&big) > 1000);
+        let policy = Policy::new(
+            Misbehaviour {
+                oversize: Some(10),
+                ..Misbehaviour::default()
+            },
+            None,
+        );
+        assert_eq!(policy.take_oversize(), Some(10));
+        assert_eq!(policy.take_oversize(), None, "only once per device");
     }
 }

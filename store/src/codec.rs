@@ -3,12 +3,15 @@
 
 use std::collections::HashMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use model::{DeviceKey, DeviceState, Path, Sample, TimestampNs, Value};
 
 use crate::{Error, Result};
 
-/// The kind of a series: the kind of the first value written to it. Numbers are stored as
-/// `f64` whatever their kind; the kind says how to turn them back into a [`Value`].
+/// The kind of a series: the kind of the first value written to it (deletes aside). Numbers
+/// are stored as `f64` whatever their kind; the kind says how to turn them back into a
+/// [`Value`], and how to read the text of kinds stored as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Int,
@@ -16,16 +19,30 @@ pub(crate) enum Kind {
     Float,
     Bool,
     String,
+    Decimal,
+    Bytes,
+    LeafList,
+    Any,
 }
 
+/// Text stored for a NaN float, whose number column would be NULL on SQLite (it stores NaN
+/// as NULL) and so read back as a delete.
+const NAN_TEXT: &str = "NaN";
+
 impl Kind {
+    /// The kind a value gives a new series. A delete has no kind of its own: a series that
+    /// is only ever deleted is `float`, which reads any later number or text as itself.
     pub(crate) fn of(value: &Value) -> Self {
         match value {
             Value::Int(_) => Self::Int,
             Value::Uint(_) => Self::Uint,
-            Value::Float(_) => Self::Float,
+            Value::Float(_) | Value::Deleted => Self::Float,
             Value::Bool(_) => Self::Bool,
             Value::String(_) => Self::String,
+            Value::Decimal { .. } => Self::Decimal,
+            Value::Bytes(_) => Self::Bytes,
+            Value::LeafList(_) => Self::LeafList,
+            Value::Any { .. } => Self::Any,
         }
     }
 
@@ -37,6 +54,10 @@ impl Kind {
             Self::Float => "float",
             Self::Bool => "bool",
             Self::String => "string",
+            Self::Decimal => "decimal",
+            Self::Bytes => "bytes",
+            Self::LeafList => "leaflist",
+            Self::Any => "any",
         }
     }
 
@@ -47,21 +68,67 @@ impl Kind {
             "float" => Self::Float,
             "bool" => Self::Bool,
             "string" => Self::String,
+            "decimal" => Self::Decimal,
+            "bytes" => Self::Bytes,
+            "leaflist" => Self::LeafList,
+            "any" => Self::Any,
             other => return Err(Error::Corrupt(format!("unknown series kind {other:?}"))),
         })
     }
+
+    /// Whether the kind charts (its values live in the number column).
+    fn numeric(self) -> bool {
+        matches!(
+            self,
+            Self::Int | Self::Uint | Self::Float | Self::Bool | Self::Decimal
+        )
+    }
+}
+
+/// How an `Any` is kept in `value_text`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredAny {
+    type_url: String,
+    /// Standard base64.
+    value: String,
 }
 
 /// The `(value, value_text)` columns of a value.
 ///
-/// Numbers become `f64`: integers beyond ±2^53 (large `uint` counters, mostly) lose their
-/// low bits, which charts cannot show anyway; exact 64-bit counters would need a `numeric` or
-/// `bigint` column and are left to the rollup work. Booleans are stored as 0 and 1.
+/// - Numbers become `f64` in `value`: integers beyond ±2^53 (large `uint` counters,
+///   mostly) lose their low bits, which charts cannot show anyway; exact 64-bit counters
+///   would need a `numeric` or `bigint` column and are left to the rollup work. Booleans
+///   are stored as 0 and 1. A NaN float is the text `NaN` (see [`NAN_TEXT`]).
+/// - Decimals are the nearest `f64` in `value`, so they chart, plus their exact text
+///   (`123.45`) in `value_text`: the only rows with both columns set.
+/// - Text is `value_text`; bytes are standard base64 there; leaf-lists are the JSON array
+///   of their values in the model's serde form (`[{"uint":1},{"string":"a"}]`), exact for
+///   every kind; an `Any` is `{"type_url": ..., "value": base64}`.
+/// - A delete is a row with both columns NULL, so the store keeps it in time order with
+///   the series' values and reads it back as [`Value::Deleted`] (a gap in charts).
 pub(crate) fn encode(value: &Value) -> (Option<f64>, Option<String>) {
     match value {
+        Value::Float(v) if v.is_nan() => (None, Some(NAN_TEXT.to_owned())),
+        Value::Int(_) | Value::Uint(_) | Value::Float(_) | Value::Bool(_) => (value.as_f64(), None),
+        Value::Decimal { .. } => (value.as_f64(), Some(value.to_string())),
         Value::String(s) => (None, Some(text(s))),
-        other => (other.as_f64(), None),
+        Value::Bytes(b) => (None, Some(BASE64.encode(b))),
+        Value::LeafList(items) => (None, Some(text(&json(items)))),
+        Value::Any { type_url, value } => {
+            let stored = StoredAny {
+                type_url: type_url.clone(),
+                value: BASE64.encode(value),
+            };
+            (None, Some(text(&json(&stored))))
+        }
+        Value::Deleted => (None, None),
     }
+}
+
+/// JSON text of a value that always serialises (no maps with non-string keys, no
+/// failing `Serialize` impls).
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// Free text (values, error messages) as stored: PostgreSQL text cannot hold NUL, so both
@@ -72,21 +139,19 @@ pub(crate) fn text(s: &str) -> String {
 
 /// Rebuilds a value from its columns and its series' kind.
 ///
-/// Text always reads back as text. A number reads back as the series kind when it fits that
-/// kind (so a series whose kind changed over time still returns what was stored) and as
-/// `Float` otherwise. Both columns NULL is a NaN on SQLite, which stores NaN as NULL.
+/// Both columns NULL is a delete. A number with text is a decimal. A number alone reads
+/// back as the series kind when it fits that kind (so a series whose kind changed over
+/// time still returns what was stored) and as `Float` otherwise. Text alone reads as the
+/// series kind (bytes, leaf-list, `Any`, NaN for number kinds) when it has that kind's
+/// form, else as text.
 pub(crate) fn decode(kind: Kind, value: Option<f64>, text: Option<String>) -> Result<Value> {
-    if let Some(text) = text {
-        return Ok(Value::String(text));
-    }
-    let Some(v) = value else {
-        return match kind {
-            Kind::Float => Ok(Value::Float(f64::NAN)),
-            other => Err(Error::Corrupt(format!(
-                "{} sample without a value",
-                other.as_str()
-            ))),
-        };
+    let v = match (value, text) {
+        (None, None) => return Ok(Value::Deleted),
+        (Some(v), Some(text)) => {
+            return Ok(Value::parse_decimal(&text).unwrap_or(Value::Float(v)));
+        }
+        (None, Some(text)) => return Ok(decode_text(kind, text)),
+        (Some(v), None) => v,
     };
     // `i64::MAX as f64` rounds up to 2^63, and `as` saturates: a stored i64::MAX (or
     // u64::MAX) reads back as itself.
@@ -99,6 +164,25 @@ pub(crate) fn decode(kind: Kind, value: Option<f64>, text: Option<String>) -> Re
         Kind::Bool if v == 0.0 || v == 1.0 => Value::Bool(v == 1.0),
         _ => Value::Float(v),
     })
+}
+
+fn decode_text(kind: Kind, text: String) -> Value {
+    let decoded = match kind {
+        _ if kind.numeric() => (text == NAN_TEXT).then_some(Value::Float(f64::NAN)),
+        Kind::Bytes => BASE64.decode(&text).ok().map(Value::Bytes),
+        Kind::LeafList => serde_json::from_str(&text).ok().map(Value::LeafList),
+        Kind::Any => serde_json::from_str::<StoredAny>(&text)
+            .ok()
+            .and_then(|any| {
+                let value = BASE64.decode(&any.value).ok()?;
+                Some(Value::Any {
+                    type_url: any.type_url,
+                    value,
+                })
+            }),
+        _ => None,
+    };
+    decoded.unwrap_or(Value::String(text))
 }
 
 /// Parses a stored device state.
@@ -118,7 +202,8 @@ pub(crate) struct SeriesKey<'a> {
     pub device: &'a DeviceKey,
     /// Canonical path string.
     pub path: String,
-    /// Kind of its first sample in the batch, used if the series is created.
+    /// Kind of its first sample in the batch that is not a delete (of its first sample if
+    /// all are), used if the series is created.
     pub kind: Kind,
 }
 
@@ -143,6 +228,8 @@ impl<'a> Batch<'a> {
     pub(crate) fn new(samples: &'a [Sample], ts: impl Fn(TimestampNs) -> i64) -> Self {
         let mut index: HashMap<(&DeviceKey, String), usize> = HashMap::new();
         let mut series = Vec::new();
+        // Whether each series' kind so far comes from deletes only.
+        let mut kind_from_delete = Vec::new();
         let mut rows = Vec::with_capacity(samples.len());
         for sample in samples {
             let path = sample.path.to_string();
@@ -155,8 +242,13 @@ impl<'a> Batch<'a> {
                         path: key.1.clone(),
                         kind: Kind::of(&sample.value),
                     });
+                    kind_from_delete.push(sample.value.is_deleted());
                     next
                 });
+            if kind_from_delete[i] && !sample.value.is_deleted() {
+                series[i].kind = Kind::of(&sample.value);
+                kind_from_delete[i] = false;
+            }
             let (value, text) = encode(&sample.value);
             rows.push(PendingRow {
                 series: i,
@@ -266,10 +358,123 @@ mod tests {
             Value::String("UP".into()),
             Value::String(String::new()),
             Value::String("ünïcode ✓".into()),
+            Value::Decimal {
+                digits: 12345,
+                precision: 2,
+            },
+            Value::Decimal {
+                digits: i64::MIN,
+                precision: 18,
+            },
+            Value::Decimal {
+                digits: -10,
+                precision: 0,
+            },
+            Value::Bytes(vec![0, 1, 0xfe, 0xff]),
+            Value::Bytes(vec![]),
+            Value::LeafList(vec![
+                Value::Uint(1),
+                Value::Int(-1),
+                Value::String("a".into()),
+                Value::Decimal {
+                    digits: 15,
+                    precision: 1,
+                },
+                Value::Bytes(vec![7]),
+            ]),
+            Value::LeafList(vec![]),
+            Value::Any {
+                type_url: "type.googleapis.com/x.Y".into(),
+                value: vec![8, 150, 1],
+            },
+            Value::Deleted,
         ] {
             let (v, t) = encode(&value);
             assert_eq!(decode(Kind::of(&value), v, t).expect("test value"), value);
         }
+    }
+
+    #[test]
+    fn new_kinds_have_documented_columns() {
+        let decimal = Value::Decimal {
+            digits: 12345,
+            precision: 2,
+        };
+        assert_eq!(encode(&decimal), (Some(123.45), Some("123.45".into())));
+        assert_eq!(
+            encode(&Value::Bytes(vec![0, 1, 0xfe])),
+            (None, Some("AAH+".into()))
+        );
+        assert_eq!(
+            encode(&Value::LeafList(vec![
+                Value::Uint(1),
+                Value::String("a".into())
+            ])),
+            (None, Some(r#"[{"uint":1},{"string":"a"}]"#.into()))
+        );
+        assert_eq!(
+            encode(&Value::Any {
+                type_url: "t".into(),
+                value: vec![1],
+            }),
+            (None, Some(r#"{"type_url":"t","value":"AQ=="}"#.into()))
+        );
+        assert_eq!(encode(&Value::Deleted), (None, None));
+        assert_eq!(encode(&Value::Float(f64::NAN)), (None, Some("NaN".into())));
+    }
+
+    #[test]
+    fn deletes_read_back_as_deletes_in_every_kind() {
+        for kind in [Kind::Int, Kind::Float, Kind::String, Kind::Bytes, Kind::Any] {
+            assert_eq!(
+                decode(kind, None, None).expect("test value"),
+                Value::Deleted
+            );
+        }
+    }
+
+    #[test]
+    fn text_not_of_the_series_kind_reads_back_as_text() {
+        for kind in [Kind::Bytes, Kind::LeafList, Kind::Any, Kind::Uint] {
+            assert_eq!(
+                decode(kind, None, Some("not {base64".into())).expect("test value"),
+                Value::String("not {base64".into()),
+                "{kind:?}"
+            );
+        }
+        assert_eq!(
+            decode(Kind::String, None, Some("NaN".into())).expect("test value"),
+            Value::String("NaN".into())
+        );
+        assert!(matches!(
+            decode(Kind::Uint, None, Some("NaN".into())),
+            Ok(Value::Float(v)) if v.is_nan()
+        ));
+        // A decimal row keeps its exact text whatever the series kind.
+        assert_eq!(
+            decode(Kind::String, Some(0.5), Some("0.50".into())).expect("test value"),
+            Value::Decimal {
+                digits: 50,
+                precision: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_series_created_by_a_delete_takes_the_kind_of_its_first_value() {
+        let samples = vec![
+            sample("a", "/x", 1, Value::Deleted),
+            sample("a", "/x", 2, Value::Uint(3)),
+            sample("a", "/y", 1, Value::Deleted),
+            sample("a", "/z", 1, Value::String("s".into())),
+            sample("a", "/z", 2, Value::Deleted),
+        ];
+        let kinds: Vec<Kind> = Batch::new(&samples, |ns| ns)
+            .series
+            .iter()
+            .map(|s| s.kind)
+            .collect();
+        assert_eq!(kinds, vec![Kind::Uint, Kind::Float, Kind::String]);
     }
 
     #[test]
@@ -311,16 +516,21 @@ mod tests {
             decode(Kind::Int, None, Some("x".into())).expect("test value"),
             Value::String("x".into())
         );
-        assert!(matches!(decode(Kind::Float, None, None), Ok(Value::Float(v)) if v.is_nan()));
-        assert!(matches!(
-            decode(Kind::Int, None, None),
-            Err(Error::Corrupt(_))
-        ));
     }
 
     #[test]
     fn kinds_and_states_parse_their_stored_names() {
-        for kind in [Kind::Int, Kind::Uint, Kind::Float, Kind::Bool, Kind::String] {
+        for kind in [
+            Kind::Int,
+            Kind::Uint,
+            Kind::Float,
+            Kind::Bool,
+            Kind::String,
+            Kind::Decimal,
+            Kind::Bytes,
+            Kind::LeafList,
+            Kind::Any,
+        ] {
             assert_eq!(Kind::parse(kind.as_str()).expect("test value"), kind);
         }
         assert!(matches!(Kind::parse("u64"), Err(Error::Corrupt(_))));

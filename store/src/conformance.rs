@@ -16,6 +16,9 @@ macro_rules! for_each_case {
         $m! {
             upsert_and_list_devices,
             round_trip_every_value_kind,
+            round_trip_gnmi_value_kinds,
+            deletes_are_kept_in_order,
+            a_series_first_seen_as_a_delete,
             nan_reads_back_as_nan,
             nul_in_text_is_replaced,
             writes_are_idempotent,
@@ -177,6 +180,141 @@ pub(crate) async fn round_trip_every_value_kind(store: Arc<dyn Store>) {
     assert_eq!(device.address, "");
     assert_eq!(device.series, 13);
     assert_eq!(device.last_sample, Some(T0));
+}
+
+pub(crate) async fn round_trip_gnmi_value_kinds(store: Arc<dyn Store>) {
+    let values = [
+        (
+            "/decimal",
+            Value::Decimal {
+                digits: 12345,
+                precision: 2,
+            },
+        ),
+        (
+            "/decimal-exact",
+            Value::Decimal {
+                digits: i64::MIN,
+                precision: 18,
+            },
+        ),
+        ("/bytes", Value::Bytes(vec![0, 1, 0x7f, 0xff])),
+        ("/bytes-empty", Value::Bytes(vec![])),
+        (
+            "/leaflist",
+            Value::LeafList(vec![
+                Value::Uint(u64::MAX),
+                Value::Int(-1),
+                Value::String("a\"b".into()),
+                Value::Decimal {
+                    digits: 5,
+                    precision: 1,
+                },
+            ]),
+        ),
+        ("/leaflist-empty", Value::LeafList(vec![])),
+        (
+            "/any",
+            Value::Any {
+                type_url: "type.googleapis.com/x.Y".into(),
+                value: vec![8, 150, 1, 0],
+            },
+        ),
+    ];
+    let times = [-1_000 * US, 0, T0];
+    let samples: Vec<Sample> = values
+        .iter()
+        .flat_map(|(p, v)| times.iter().map(|&ts| sample("leaf1", p, ts, v.clone())))
+        .collect();
+    let written = store.write_samples(&samples).await.expect("write");
+    assert_eq!(written, report(21, 0));
+    for (p, value) in &values {
+        let points = all_points(&store, "leaf1", p).await;
+        let expected: Vec<Point> = times
+            .iter()
+            .map(|&ts| Point {
+                ts,
+                value: value.clone(),
+            })
+            .collect();
+        assert_eq!(points, expected, "{p}");
+    }
+    let series = store.series(&key("leaf1")).await.expect("series");
+    assert_eq!(series.len(), values.len());
+    for s in &series {
+        let (_, value) = values
+            .iter()
+            .find(|(p, _)| path(p) == s.path)
+            .expect("a written path");
+        assert_eq!(&s.last_value, value, "{}", s.path);
+    }
+}
+
+pub(crate) async fn deletes_are_kept_in_order(store: Arc<dyn Store>) {
+    let p = "/interfaces/interface[name=e1]/state/counters/in-octets";
+    let d = "/interfaces/interface[name=e1]/state/description";
+    let batch = [
+        sample("leaf1", p, T0, Value::Uint(10)),
+        sample("leaf1", p, T0 + US, Value::Deleted),
+        sample("leaf1", p, T0 + 2 * US, Value::Uint(30)),
+        sample("leaf1", d, T0, Value::String("uplink".into())),
+        sample("leaf1", d, T0 + US, Value::Deleted),
+    ];
+    store.write_samples(&batch).await.expect("write");
+    let values: Vec<Value> = all_points(&store, "leaf1", p)
+        .await
+        .into_iter()
+        .map(|point| point.value)
+        .collect();
+    // The series keeps its kind: the value after the delete is a uint again.
+    assert_eq!(
+        values,
+        vec![Value::Uint(10), Value::Deleted, Value::Uint(30)]
+    );
+    let desc = all_points(&store, "leaf1", d).await;
+    assert_eq!(desc.last().map(|point| &point.value), Some(&Value::Deleted));
+    let series = store.series(&key("leaf1")).await.expect("series");
+    let last = |q: &str| {
+        series
+            .iter()
+            .find(|s| s.path == path(q))
+            .map(|s| s.last_value.clone())
+    };
+    assert_eq!(last(p), Some(Value::Uint(30)));
+    assert_eq!(last(d), Some(Value::Deleted));
+}
+
+pub(crate) async fn a_series_first_seen_as_a_delete(store: Arc<dyn Store>) {
+    let entry = "/interfaces/interface[name=e9]";
+    store
+        .write_samples(&[sample("leaf1", entry, T0, Value::Deleted)])
+        .await
+        .expect("write");
+    let points = all_points(&store, "leaf1", entry).await;
+    assert_eq!(
+        points,
+        vec![Point {
+            ts: T0,
+            value: Value::Deleted
+        }]
+    );
+    // Later values of other kinds read back as themselves (numbers as floats).
+    store
+        .write_samples(&[
+            sample("leaf1", entry, T0 + US, Value::String("x".into())),
+            sample("leaf1", entry, T0 + 2 * US, Value::Uint(2)),
+        ])
+        .await
+        .expect("write");
+    let values: Vec<Value> = all_points(&store, "leaf1", entry)
+        .await
+        .into_iter()
+        .map(|point| point.value)
+        .collect();
+    assert_eq!(
+        values,
+        vec![Value::Deleted, Value::String("x".into()), Value::Float(2.0)]
+    );
 }
 
 pub(crate) async fn nan_reads_back_as_nan(store: Arc<dyn Store>) {

@@ -549,6 +549,79 @@ mod tests {
             .expect("open a current schema");
     }
 
+    /// Version 2 rebuilds `series` (SQLite cannot alter a CHECK constraint): data written
+    /// under version 1 must survive, and the foreign keys must still cascade.
+    #[tokio::test]
+    async fn version_2_keeps_the_data_of_version_1() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = file_url(&dir);
+        let v1 = dir.path().join("v1");
+        std::fs::create_dir(&v1).expect("mkdir");
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../migrations/sqlite/0001_initial.sql"
+            ),
+            v1.join("0001_initial.sql"),
+        )
+        .expect("copy");
+        let pool = connect(&url).await.expect("connect");
+        sqlx::migrate::Migrator::new(v1.as_path())
+            .await
+            .expect("v1 migrator")
+            .run(&pool)
+            .await
+            .expect("migrate to v1");
+        for sql in [
+            "INSERT INTO devices (id, name) VALUES (1, 'leaf1')",
+            "INSERT INTO series (id, device_id, path, kind, last_ts, last_value) \
+             VALUES (7, 1, '/c', 'uint', 2, 20.0)",
+            "INSERT INTO samples (series_id, ts, value) VALUES (7, 1, 10.0), (7, 2, 20.0)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+        }
+        pool.close().await;
+
+        let store = crate::open(&url, true).await.expect("migrate to v2");
+        let path: Path = "/c".parse().expect("path");
+        let points = store
+            .range(&s_key(), &path, i64::MIN, i64::MAX)
+            .await
+            .expect("range");
+        let values: Vec<Value> = points.into_iter().map(|p| p.value).collect();
+        assert_eq!(values, vec![Value::Uint(10), Value::Uint(20)]);
+        let decimal = Value::Decimal {
+            digits: 5,
+            precision: 1,
+        };
+        store
+            .write_samples(&[Sample {
+                device: s_key(),
+                path: "/d".parse().expect("path"),
+                ts: 3,
+                value: decimal.clone(),
+            }])
+            .await
+            .expect("a new kind is accepted");
+
+        let pool = connect(&url).await.expect("connect");
+        let broken: Vec<(String,)> =
+            sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+                .fetch_all(&pool)
+                .await
+                .expect("foreign key check");
+        assert!(broken.is_empty(), "{broken:?}");
+        sqlx::query("DELETE FROM devices")
+            .execute(&pool)
+            .await
+            .expect("delete");
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM samples")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(left, 0, "deleting a device cascades to its samples");
+    }
+
     #[tokio::test]
     async fn an_unmigrated_database_is_refused_without_migrate() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -135,3 +135,46 @@ def test_subscribe_poll_returns_current_values(client):
         assert seen == sorted(seen), seen
     finally:
         subscription.close()
+
+
+# A device of a fleet serving TLS and demanding credentials, for example from
+# `NETPULSE_SIM_CA_FILE=ca.pem NETPULSE_SIM_CREDENTIALS=admin:s3cret cargo run -p simulator
+# --example serve` or `netpulse simulate --tls --credentials admin:s3cret --write-secret DIR`
+# (ca.crt in DIR). Without these every TLS test is skipped.
+TLS_TARGET_ENV = "NETPULSE_SIM_TLS_TARGET"
+TLS_CA_ENV = "NETPULSE_SIM_TLS_CA"
+TLS_CREDENTIALS_ENV = "NETPULSE_SIM_TLS_CREDENTIALS"
+LLDP_NAMES = "lldp/interfaces/interface[name=*]/neighbors/neighbor[id=*]/state/system-name"
+
+
+def _tls_settings():
+    target, ca, credentials = (os.environ.get(k) for k in (TLS_TARGET_ENV, TLS_CA_ENV, TLS_CREDENTIALS_ENV))
+    if not (target and ca and credentials):
+        pytest.skip(f"{TLS_TARGET_ENV}, {TLS_CA_ENV} and {TLS_CREDENTIALS_ENV} are not all set")
+    host, _, port = target.rpartition(":")
+    user, _, password = credentials.partition(":")
+    return (host, int(port)), ca, user, password
+
+
+def test_tls_with_the_fleet_ca_and_credentials():
+    target, ca, user, password = _tls_settings()
+    # pygnmi trusts `path_cert` as the root when no key is given: the server certificate
+    # is verified against the fleet's CA, with the device IP as the name.
+    with gNMIclient(target=target, username=user, password=password, path_cert=ca, gnmi_timeout=WAIT) as gc:
+        caps = gc.capabilities()
+        assert "openconfig-lldp" in {m["name"] for m in caps["supported_models"]}
+        reply = gc.get(path=["components/component[name=CPU0]/cpu/utilization/state/instant"], encoding="json_ietf")
+        values = [u["val"] for n in reply["notification"] for u in n.get("update", [])]
+        # JSON_IETF (RFC 7951) may carry integers as strings.
+        assert len(values) == 1 and 0 <= int(values[0]) <= 100, reply
+        reply = gc.get(path=[LLDP_NAMES], encoding="json_ietf")
+        assert all(isinstance(u["val"], str) for n in reply["notification"] for u in n.get("update", []))
+
+
+def test_tls_with_a_wrong_password_is_refused():
+    target, ca, user, password = _tls_settings()
+    with pytest.raises(Exception, match="(?i)unauthenticated|rejected"):
+        with gNMIclient(
+            target=target, username=user, password=password + "-wrong", path_cert=ca, gnmi_timeout=WAIT
+        ) as gc:
+            gc.capabilities()

@@ -30,20 +30,37 @@ pub struct Line {
 }
 
 /// Converts cumulative octet counter samples into bits per second between consecutive
-/// samples. A counter that goes backwards (reset, wrap) or a pause much longer than the
-/// usual sample spacing yields a gap, never a zero or a spike.
+/// samples. A counter that goes backwards (reset, wrap), a pause much longer than the usual
+/// sample spacing, or a delete of the counter (its interface removed, say) yields a gap,
+/// never a zero or a spike; the first sample after a delete starts a new run. Other values
+/// that are not numbers are skipped.
 pub fn bit_rate(points: &[Point]) -> Vec<(TimestampNs, Option<f64>)> {
-    let numeric: Vec<(TimestampNs, f64)> = points
+    // Numbers, and `None` for deletes.
+    let series: Vec<(TimestampNs, Option<f64>)> = points
         .iter()
-        .filter_map(|p| p.value.as_f64().map(|v| (p.ts, v)))
+        .filter_map(|p| match p.value.as_f64() {
+            Some(v) => Some((p.ts, Some(v))),
+            None if p.value.is_deleted() => Some((p.ts, None)),
+            None => None,
+        })
         .collect();
-    let mut spacings: Vec<i64> = numeric.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    let mut spacings: Vec<i64> = series
+        .windows(2)
+        .filter(|w| w[0].1.is_some() && w[1].1.is_some())
+        .map(|w| w[1].0 - w[0].0)
+        .collect();
     spacings.sort_unstable();
     let median = spacings.get(spacings.len() / 2).copied().unwrap_or(0);
     let max_gap = median.saturating_mul(5) / 2;
-    let mut out = Vec::with_capacity(numeric.len());
-    for w in numeric.windows(2) {
+    let mut out = Vec::with_capacity(series.len());
+    for w in series.windows(2) {
         let ((t0, v0), (t1, v1)) = (w[0], w[1]);
+        let (Some(v0), Some(v1)) = (v0, v1) else {
+            if v1.is_none() {
+                out.push((t1, None));
+            }
+            continue;
+        };
         let dt = t1 - t0;
         let rate = (dt > 0 && v1 >= v0 && (max_gap == 0 || dt <= max_gap))
             .then(|| (v1 - v0) * 8.0 / (dt as f64 / NS_PER_S));
@@ -244,6 +261,45 @@ mod tests {
             None,
             "long pause must be a gap: {r:?}"
         );
+    }
+
+    #[test]
+    fn a_delete_is_a_gap_and_restarts_the_rate() {
+        let mut points = pts(&[(0, 0), (10, 1000), (30, 0), (40, 1000), (50, 2000)]);
+        points.insert(
+            2,
+            Point {
+                ts: 20_000_000_000,
+                value: Value::Deleted,
+            },
+        );
+        // Text in a counter series is not a number and not a delete: skipped.
+        points.push(Point {
+            ts: 55_000_000_000,
+            value: Value::String("n/a".into()),
+        });
+        let r = bit_rate(&points);
+        assert_eq!(
+            r,
+            vec![
+                (10_000_000_000, Some(800.0)),
+                (20_000_000_000, None),
+                (40_000_000_000, Some(800.0)),
+                (50_000_000_000, Some(800.0)),
+            ],
+            "no rate across the delete (1000 -> 0 would be a reset anyway, so check the gap)"
+        );
+        // Across a delete with a counter that kept growing, still no rate.
+        let mut grow = pts(&[(0, 0), (10, 1000), (30, 5000), (40, 6000)]);
+        grow.insert(
+            2,
+            Point {
+                ts: 20_000_000_000,
+                value: Value::Deleted,
+            },
+        );
+        let values: Vec<Option<f64>> = bit_rate(&grow).iter().map(|p| p.1).collect();
+        assert_eq!(values, vec![Some(800.0), None, Some(800.0)]);
     }
 
     #[test]

@@ -64,7 +64,7 @@ async fn stream_device(state: AppState, device: DeviceKey, minutes: i64, tx: mps
     let _guard = scopeguard(move || {
         metrics.sse_clients.dec();
     });
-    let mut sub = state.bus.subscribe(Topic::Device(device.clone()));
+    let mut sub = Some(state.bus.subscribe(Topic::Device(device.clone())));
     let mut render = tokio::time::interval(RENDER_EVERY);
     let mut poll = tokio::time::interval(POLL_EVERY);
     let mut dirty = false;
@@ -74,10 +74,11 @@ async fn stream_device(state: AppState, device: DeviceKey, minutes: i64, tx: mps
     }
     loop {
         tokio::select! {
-            msg = sub.next() => {
+            msg = next_message(&mut sub), if sub.is_some() => {
                 let Some(msg) = msg else {
-                    // The bus dropped this subscription; keep serving from the store.
-                    sub = state.bus.subscribe(Topic::Device(device.clone()));
+                    // The bus ended this subscription: serve from the store and subscribe
+                    // again on the next poll tick (never in a tight loop).
+                    sub = None;
                     continue;
                 };
                 let event = match msg {
@@ -110,6 +111,9 @@ async fn stream_device(state: AppState, device: DeviceKey, minutes: i64, tx: mps
                 }
             }
             _ = poll.tick() => {
+                if sub.is_none() {
+                    sub = Some(state.bus.subscribe(Topic::Device(device.clone())));
+                }
                 let now_live = state.bus.is_connected();
                 if now_live != live {
                     live = now_live;
@@ -122,6 +126,13 @@ async fn stream_device(state: AppState, device: DeviceKey, minutes: i64, tx: mps
                 }
             }
         }
+    }
+}
+
+async fn next_message(sub: &mut Option<bus::Subscription>) -> Option<BusMessage> {
+    match sub {
+        Some(sub) => sub.next().await,
+        None => std::future::pending().await,
     }
 }
 

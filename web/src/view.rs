@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use model::{DeviceKey, DeviceState, Path, TimestampNs};
+use model::{DeviceKey, DeviceState, Path, TimestampNs, Value};
 use store::{DeviceSummary, SeriesSummary, Store};
 
 use crate::chart::{self, Line};
@@ -217,6 +217,20 @@ pub fn device_page(
     page(device.name.as_str(), &body)
 }
 
+/// Longest value text the latest-values table shows; bytes and `Any` can be large.
+const MAX_VALUE_CHARS: usize = 120;
+
+/// A value as the latest-values table shows it: its display form (exact decimals, hex
+/// bytes, `[a, b]` leaf-lists, `Any` as type and size, `deleted`), cut to
+/// 120 characters with an ellipsis.
+pub fn display_value(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(MAX_VALUE_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
 /// Rows of the latest-values table (also sent alone by live updates).
 pub fn latest_rows(series: &[SeriesSummary], now: TimestampNs) -> String {
     let mut rows = String::new();
@@ -225,7 +239,7 @@ pub fn latest_rows(series: &[SeriesSummary], now: TimestampNs) -> String {
             rows,
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
             escape(&s.path.to_string()),
-            escape(&s.last_value.to_string()),
+            escape(&display_value(&s.last_value)),
             age(Some(s.last_ts), now)
         );
     }
@@ -251,6 +265,39 @@ mod tests {
         assert_eq!(age(Some(0), 5 * s), "5s ago");
         assert_eq!(age(Some(0), 125 * s), "2m ago");
         assert_eq!(age(Some(0), 7200 * s), "2h ago");
+    }
+
+    #[test]
+    fn every_value_kind_displays_readably() {
+        for (value, shown) in [
+            (Value::Uint(7), "7".to_owned()),
+            (
+                Value::Decimal {
+                    digits: 1250,
+                    precision: 2,
+                },
+                "12.50".to_owned(),
+            ),
+            (Value::Bytes(vec![0xde, 0xad]), "0xdead".to_owned()),
+            (
+                Value::LeafList(vec![Value::String("a".into()), Value::Uint(2)]),
+                "[a, 2]".to_owned(),
+            ),
+            (
+                Value::Any {
+                    type_url: "type.googleapis.com/x.Y".into(),
+                    value: vec![0; 4],
+                },
+                "type.googleapis.com/x.Y (4 bytes)".to_owned(),
+            ),
+            (Value::Deleted, "deleted".to_owned()),
+            (
+                Value::Bytes(vec![0xab; 100]),
+                format!("0x{}…", "ab".repeat(59)),
+            ),
+        ] {
+            assert_eq!(display_value(&value), shown, "{value:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,297 @@
+//! What the collector knows about each device's sessions beyond its state: quirks it had
+//! to work around, the encoding in use, and completeness of SAMPLE subscriptions
+//! (samples expected from the interval versus samples received, and the gaps).
+//!
+//! Completeness is counted per leaf: a leaf of a SAMPLE subscription with interval `i`
+//! whose consecutive samples are `dt` apart was expected `round(dt / i)` times and
+//! received once, so `round(dt / i) - 1` samples are missing. Time spent disconnected
+//! counts as missing, which is what an operator wants to see. Subscriptions with
+//! `suppressRedundant` are not counted: their silences are by design.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crds::{DeviceSpec, SubscriptionMode};
+use model::{DeviceKey, DeviceState, Path, TimestampNs};
+use serde::Serialize;
+
+/// Counters of one SAMPLE subscription.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionHealth {
+    /// The subscribed path.
+    pub path: String,
+    /// Sample interval asked for, in milliseconds.
+    pub interval_ms: u64,
+    /// Samples the interval implies since each leaf was first seen.
+    pub expected: u64,
+    /// Samples received.
+    pub received: u64,
+    /// Samples that never came.
+    pub missing: u64,
+    /// Runs of one or more consecutive missing samples.
+    pub gaps: u64,
+}
+
+/// Everything the collector reports about one device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceHealth {
+    /// Device name.
+    pub device: String,
+    /// Session state (`connecting`, `synced`, `degraded`, `unreachable`).
+    pub state: String,
+    /// The last error or quirk, in plain words.
+    pub last_error: Option<String>,
+    /// Encoding in use on the current session (`proto`, `json`, `json_ietf`).
+    pub encoding: Option<String>,
+    /// Refusals the session works around, in plain words.
+    pub quirks: Vec<String>,
+    /// Sessions opened after the first.
+    pub reconnects: u64,
+    /// Encoded bytes of the Subscribe responses received.
+    pub bytes_received: u64,
+    /// Completeness of each SAMPLE subscription.
+    pub subscriptions: Vec<SubscriptionHealth>,
+}
+
+/// The health of every device of this collector; cheap to clone and share.
+#[derive(Debug, Clone, Default)]
+pub struct HealthBook {
+    devices: Arc<Mutex<HashMap<DeviceKey, DeviceHealth>>>,
+}
+
+impl HealthBook {
+    /// Every device's health, ordered by name.
+    pub fn snapshot(&self) -> Vec<DeviceHealth> {
+        let devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<DeviceHealth> = devices.values().cloned().collect();
+        all.sort_by(|a, b| a.device.cmp(&b.device));
+        all
+    }
+
+    /// One device's health.
+    pub fn device(&self, device: &DeviceKey) -> Option<DeviceHealth> {
+        let devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        devices.get(device).cloned()
+    }
+
+    /// Changes one device's entry, creating it when new.
+    pub(crate) fn update(&self, device: &DeviceKey, change: impl FnOnce(&mut DeviceHealth)) {
+        let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = devices
+            .entry(device.clone())
+            .or_insert_with(|| DeviceHealth {
+                device: device.to_string(),
+                ..DeviceHealth::default()
+            });
+        change(entry);
+    }
+
+    pub(crate) fn set_state(&self, device: &DeviceKey, state: DeviceState, error: Option<&str>) {
+        self.update(device, |h| {
+            h.state = state.as_str().to_owned();
+            h.last_error = error.map(str::to_owned);
+        });
+    }
+}
+
+/// What one observed sample changed in the completeness counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Samples expected, including this one.
+    pub expected: u64,
+    /// Samples found missing before this one.
+    pub missing: u64,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    path: Path,
+    interval_ns: i64,
+    last: HashMap<Path, TimestampNs>,
+    health: SubscriptionHealth,
+}
+
+/// Completeness of a device's SAMPLE subscriptions.
+#[derive(Debug, Default)]
+pub struct Completeness {
+    tracked: Vec<Tracked>,
+}
+
+impl Completeness {
+    /// Tracks the SAMPLE subscriptions of `spec` that have an interval; `sampled_instead`
+    /// adds the on-change subscriptions the session had to turn into SAMPLE ones, with
+    /// the interval it asked for.
+    /// Poll and once devices are not tracked: their samples come when asked for.
+    pub fn new(spec: &DeviceSpec, sampled_instead: Option<std::time::Duration>) -> Self {
+        let mut tracked = Vec::new();
+        if !spec.gnmi.mode.is_stream() {
+            return Self { tracked };
+        }
+        for s in &spec.gnmi.subscriptions {
+            if s.suppress_redundant {
+                continue;
+            }
+            let interval = match (s.mode, sampled_instead) {
+                (SubscriptionMode::Sample, _) => s
+                    .sample_interval
+                    .as_deref()
+                    .and_then(|d| crds::parse_duration(d).ok()),
+                (_, Some(interval)) => Some(interval),
+                _ => None,
+            };
+            let (Some(interval), Ok(path)) = (interval, s.path.parse::<Path>()) else {
+                continue;
+            };
+            if interval.is_zero() {
+                continue;
+            }
+            tracked.push(Tracked {
+                health: SubscriptionHealth {
+                    path: s.path.clone(),
+                    interval_ms: interval.as_millis() as u64,
+                    ..SubscriptionHealth::default()
+                },
+                path,
+                interval_ns: interval.as_nanos() as i64,
+                last: HashMap::new(),
+            });
+        }
+        Self { tracked }
+    }
+
+    /// Counts one sample of `path` taken at `ts` against the first subscription covering it.
+    pub fn observe(&mut self, path: &Path, ts: TimestampNs) -> Observed {
+        let Some(t) = self.tracked.iter_mut().find(|t| covers(&t.path, path)) else {
+            return Observed::default();
+        };
+        t.health.received += 1;
+        let observed = match t.last.get(path) {
+            None => Observed {
+                expected: 1,
+                missing: 0,
+            },
+            // A repeat or an older sample: received, but no new interval has passed.
+            Some(&last) if ts <= last => Observed::default(),
+            Some(&last) => {
+                let dt = ts - last;
+                let intervals = ((dt + t.interval_ns / 2) / t.interval_ns).max(1) as u64;
+                Observed {
+                    expected: intervals,
+                    missing: intervals - 1,
+                }
+            }
+        };
+        if ts > t.last.get(path).copied().unwrap_or(i64::MIN) {
+            t.last.insert(path.clone(), ts);
+        }
+        t.health.expected += observed.expected;
+        t.health.missing += observed.missing;
+        if observed.missing > 0 {
+            t.health.gaps += 1;
+        }
+        observed
+    }
+
+    /// The counters of every tracked subscription.
+    pub fn report(&self) -> Vec<SubscriptionHealth> {
+        self.tracked.iter().map(|t| t.health.clone()).collect()
+    }
+}
+
+/// Whether subscription path `pattern` covers sample path `path`: same origin (an empty
+/// origin matches any), and each pattern element is a prefix element of the path with
+/// the same name and key values (`*` matches any value).
+pub fn covers(pattern: &Path, path: &Path) -> bool {
+    if !pattern.origin.is_empty() && pattern.origin != path.origin {
+        return false;
+    }
+    if pattern.elems.len() > path.elems.len() {
+        return false;
+    }
+    pattern.elems.iter().zip(&path.elems).all(|(p, e)| {
+        (p.name == "*" || p.name == e.name)
+            && p.keys
+                .iter()
+                .all(|(k, v)| v == "*" || e.keys.get(k) == Some(v))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    fn spec(subs: Vec<crds::Subscription>) -> DeviceSpec {
+        let mut spec = DeviceSpec::new("127.0.0.1");
+        spec.gnmi.subscriptions = subs;
+        spec
+    }
+
+    fn p(s: &str) -> Path {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn wildcard_subscriptions_cover_their_leaves() {
+        let sub = p("/interfaces/interface[name=*]/state/counters");
+        assert!(covers(
+            &sub,
+            &p("/interfaces/interface[name=Ethernet1]/state/counters/in-octets")
+        ));
+        assert!(!covers(
+            &sub,
+            &p("/interfaces/interface[name=Ethernet1]/state/oper-status")
+        ));
+        assert!(!covers(&p("/system[x=1]"), &p("/system[x=2]/state")));
+        assert!(!covers(&p("cli:/system"), &p("openconfig:/system")));
+    }
+
+    #[test]
+    fn gaps_are_counted_in_intervals() {
+        let mut c = Completeness::new(
+            &spec(vec![crds::Subscription::sample("/a[name=*]", "10s")]),
+            None,
+        );
+        let leaf = p("/a[name=x]/b");
+        assert_eq!(c.observe(&leaf, 100 * S).expected, 1);
+        // On time, a little jitter, then three intervals silent (two missing).
+        assert_eq!(c.observe(&leaf, 110 * S).missing, 0);
+        assert_eq!(c.observe(&leaf, 121 * S).missing, 0);
+        let gap = c.observe(&leaf, 151 * S);
+        assert_eq!((gap.expected, gap.missing), (3, 2));
+        // A repeated timestamp is neither expected nor missing.
+        assert_eq!(c.observe(&leaf, 151 * S), Observed::default());
+        let r = &c.report()[0];
+        assert_eq!(
+            (r.expected, r.received, r.missing, r.gaps),
+            (6, 5, 2, 1),
+            "{r:?}"
+        );
+        // Paths outside every subscription are ignored.
+        assert_eq!(c.observe(&p("/other"), 1), Observed::default());
+    }
+
+    #[test]
+    fn only_sample_subscriptions_are_tracked() {
+        let mut on_change = crds::Subscription::sample("/b", "1s");
+        on_change.mode = SubscriptionMode::OnChange;
+        on_change.sample_interval = None;
+        let mut suppressed = crds::Subscription::sample("/c", "1s");
+        suppressed.suppress_redundant = true;
+        let subs = vec![
+            crds::Subscription::sample("/a", "1s"),
+            on_change,
+            suppressed,
+        ];
+        assert_eq!(
+            Completeness::new(&spec(subs.clone()), None).report().len(),
+            1
+        );
+        let fallback = Completeness::new(&spec(subs), Some(std::time::Duration::from_secs(10)));
+        assert_eq!(fallback.report().len(), 2);
+        assert_eq!(fallback.report()[1].interval_ms, 10_000);
+    }
+}

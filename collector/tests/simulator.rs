@@ -1,0 +1,163 @@
+//! The collector against the netpulse simulator: TLS with the fleet's CA, mutual TLS,
+//! credentials, and the simulator's misbehaviours.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use crds::{SecretRef, SubscriptionMode, TlsSpec};
+use simulator::{Fleet, FleetConfig, Misbehaviour};
+
+/// A fleet of one device on `base`, port chosen by the system.
+async fn fleet(base: &str, config: FleetConfig) -> Fleet {
+    Fleet::start(FleetConfig {
+        devices: 1,
+        base_address: base.parse().expect("an IPv4 address"),
+        port: 0,
+        interfaces: 2,
+        ..config
+    })
+    .await
+    .expect("the simulator starts")
+}
+
+fn write(dir: &std::path::Path, secret: &str, files: &[(&str, &str)]) {
+    let d = dir.join(secret);
+    std::fs::create_dir_all(&d).expect("secret directory");
+    for (name, text) in files {
+        std::fs::write(d.join(name), text).expect("secret file");
+    }
+}
+
+#[tokio::test]
+async fn mutual_tls_credentials_and_json_ietf_only_against_the_simulator() {
+    let fleet = fleet(
+        "127.0.40.1",
+        FleetConfig {
+            tls: true,
+            require_client_cert: true,
+            credentials: Some(("netpulse".into(), "s3cret".into())),
+            misbehaviour: Misbehaviour {
+                json_ietf_only: true,
+                refuse_on_change: true,
+                ..Misbehaviour::default()
+            },
+            ..FleetConfig::default()
+        },
+    )
+    .await;
+    let (_keep, secrets) = secrets_dir();
+    write(
+        &secrets,
+        "fleet-ca",
+        &[("ca.crt", &fleet.ca_pem().unwrap())],
+    );
+    let (cert, key) = fleet.client_identity_pem().unwrap();
+    write(&secrets, "client", &[("tls.crt", &cert), ("tls.key", &key)]);
+    write(
+        &secrets,
+        "creds",
+        &[("username", "netpulse\n"), ("password", "s3cret\n")],
+    );
+    let sim = &fleet.devices()[0];
+    let mut d = device("leaf1", sim.addr);
+    d.spec.gnmi.insecure = false;
+    d.spec.gnmi.tls = Some(TlsSpec {
+        ca_secret: Some("fleet-ca".into()),
+        client_cert_secret: Some("client".into()),
+        server_name: None,
+    });
+    d.spec.credentials = Some(SecretRef {
+        name: "creds".into(),
+        username_key: None,
+        password_key: None,
+    });
+    d.spec.gnmi.subscriptions.push(crds::Subscription {
+        path: "/interfaces/interface[name=*]/state/oper-status".into(),
+        mode: SubscriptionMode::OnChange,
+        sample_interval: None,
+        heartbeat_interval: Some("1s".into()),
+        suppress_redundant: false,
+    });
+    let config = collector::CollectorConfig {
+        secrets_dir: Some(secrets),
+        ..config()
+    };
+    let c = collect(vec![d], config).await;
+    let h = c
+        .wait_for("leaf1", "degraded by the on_change refusal", |h| {
+            h.state == "degraded"
+        })
+        .await;
+    assert_eq!(h.encoding.as_deref(), Some("json_ietf"));
+    assert!(h.quirks.iter().any(|q| q.contains("on_change")), "{h:?}");
+    c.wait_for("leaf1", "samples", |_| c.metrics.samples_written.get() >= 4)
+        .await;
+    c.stop().await;
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn streams_the_simulator_drops_are_reopened_and_malformed_paths_counted() {
+    let fleet = fleet(
+        "127.0.40.11",
+        FleetConfig {
+            misbehaviour: Misbehaviour {
+                drop_every: Some(Duration::from_millis(300)),
+                malformed_path_every: Some(2),
+                ..Misbehaviour::default()
+            },
+            ..FleetConfig::default()
+        },
+    )
+    .await;
+    let c = collect(vec![device("leaf1", fleet.devices()[0].addr)], config()).await;
+    c.wait_for("leaf1", "two reconnects", |h| h.reconnects >= 2)
+        .await;
+    c.wait_for("leaf1", "invalid and valid samples", |_| {
+        c.metrics.samples_invalid.get() >= 1 && c.metrics.samples_written.get() >= 1
+    })
+    .await;
+    c.stop().await;
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_oversize_message_fails_the_session_clearly_and_it_recovers() {
+    let fleet = fleet(
+        "127.0.40.21",
+        FleetConfig {
+            misbehaviour: Misbehaviour {
+                oversize: Some(256 * 1024),
+                ..Misbehaviour::default()
+            },
+            ..FleetConfig::default()
+        },
+    )
+    .await;
+    let config = collector::CollectorConfig {
+        max_message_bytes: 64 * 1024,
+        // Long enough to read the failure before the session is reopened.
+        backoff_min: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(1),
+        ..config()
+    };
+    let mut d = device("leaf1", fleet.devices()[0].addr);
+    d.spec.gnmi.subscriptions.push(crds::Subscription::sample(
+        "/system/state/motd-banner",
+        INTERVAL,
+    ));
+    let c = collect(vec![d], config).await;
+    let h = c
+        .wait_for("leaf1", "the oversize failure", |h| {
+            h.state == "unreachable"
+        })
+        .await;
+    let error = h.last_error.unwrap_or_default();
+    assert!(error.contains("too large"), "says why: {error}");
+    c.wait_for("leaf1", "synced again", |h| h.state == "synced")
+        .await;
+    c.stop().await;
+    fleet.shutdown().await;
+}

@@ -1,0 +1,269 @@
+//! `gnmi::Notification` -> samples: the one decoding entry point collectors use.
+
+use std::fmt;
+
+use model::{DeviceKey, Path, Sample, Value};
+
+use crate::{gnmi, path, value};
+
+/// What a notification decodes to: its samples, and what could not be read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decoded {
+    /// One sample per leaf of every readable update, then one [`Value::Deleted`] sample
+    /// per readable delete, all with the notification's timestamp.
+    pub samples: Vec<Sample>,
+    /// One error per update or delete whose path cannot be read, per update without a
+    /// readable value, and per unreadable part of a JSON value (see [`crate::json`]).
+    pub errors: Vec<DecodeError>,
+}
+
+/// Why part of a notification could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct DecodeError {
+    /// The path concerned: canonical when it could be read, else a best-effort rendering
+    /// of what the device sent.
+    pub path: String,
+    /// What is wrong, in plain words.
+    pub reason: String,
+}
+
+impl DecodeError {
+    pub(crate) fn new(path: &Path, reason: impl Into<String>) -> Self {
+        Self {
+            path: path.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+/// Decodes every update and delete of `n`, reported by `device`.
+///
+/// Each update's path is the notification prefix joined with its path; its value (`val`,
+/// or the deprecated `value` of old targets) gives one sample per leaf: typed scalars,
+/// decimals, bytes, leaf-lists and `Any` give one, JSON gives one per leaf (see
+/// [`crate::json`] for the flattening rules). Each delete gives a [`Value::Deleted`]
+/// sample at its path, which may be a leaf or a whole subtree (a list entry, usually).
+/// Whatever cannot be read becomes a [`DecodeError`] and the rest is still decoded.
+pub fn decode_notification(device: &DeviceKey, n: &gnmi::Notification) -> Decoded {
+    let mut leaves: Vec<(Path, Value)> = Vec::new();
+    let mut errors = Vec::new();
+    for update in &n.update {
+        let path = match path::full_path(n.prefix.as_ref(), update.path.as_ref()) {
+            Ok(path) => path,
+            Err(e) => {
+                errors.push(path_error(e));
+                continue;
+            }
+        };
+        #[allow(deprecated)]
+        match (&update.val, &update.value) {
+            (Some(typed), _) => value::leaves(&path, typed, &mut leaves, &mut errors),
+            (None, Some(legacy)) => value::legacy_leaves(&path, legacy, &mut leaves, &mut errors),
+            (None, None) => errors.push(DecodeError::new(&path, "update without a value")),
+        }
+    }
+    for delete in &n.delete {
+        match path::full_path(n.prefix.as_ref(), Some(delete)) {
+            Ok(path) => leaves.push((path, Value::Deleted)),
+            Err(e) => errors.push(path_error(e)),
+        }
+    }
+    let samples = leaves
+        .into_iter()
+        .map(|(path, value)| Sample {
+            device: device.clone(),
+            path,
+            ts: n.timestamp,
+            value,
+        })
+        .collect();
+    Decoded { samples, errors }
+}
+
+/// The error of an unreadable update or delete path (or prefix), shown as sent.
+fn path_error(error: crate::Error) -> DecodeError {
+    let crate::Error::InvalidPath { path, reason } = error;
+    DecodeError {
+        path,
+        reason: format!("unreadable path: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::gnmi::typed_value::Value as Tv;
+
+    fn gpath(elems: &[(&str, &[(&str, &str)])]) -> gnmi::Path {
+        gnmi::Path {
+            elem: elems
+                .iter()
+                .map(|(name, keys)| gnmi::PathElem {
+                    name: (*name).into(),
+                    key: keys
+                        .iter()
+                        .map(|(k, v)| ((*k).into(), (*v).into()))
+                        .collect::<HashMap<_, _>>(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn update(path: gnmi::Path, value: Option<Tv>) -> gnmi::Update {
+        gnmi::Update {
+            path: Some(path),
+            val: Some(gnmi::TypedValue { value }),
+            ..Default::default()
+        }
+    }
+
+    fn json_error(bytes: &[u8]) -> String {
+        serde_json::from_slice::<serde_json::Value>(bytes)
+            .expect_err("test value")
+            .to_string()
+    }
+
+    fn shown(decoded: &Decoded) -> (Vec<String>, Vec<String>) {
+        let samples = decoded
+            .samples
+            .iter()
+            .map(|s| format!("{} = {}", s.path, s.value))
+            .collect();
+        let errors = decoded.errors.iter().map(|e| e.to_string()).collect();
+        (samples, errors)
+    }
+
+    #[test]
+    fn every_update_and_delete_becomes_samples_or_errors() {
+        let device = DeviceKey::new("leaf1").expect("test value");
+        let mut prefix = gpath(&[
+            ("interfaces", &[]),
+            ("interface", &[("name", "Ethernet1/1")]),
+        ]);
+        prefix.origin = "openconfig".into();
+        let n = gnmi::Notification {
+            timestamp: 42,
+            prefix: Some(prefix),
+            update: vec![
+                update(
+                    gpath(&[("state", &[]), ("mtu", &[])]),
+                    Some(Tv::UintVal(9000)),
+                ),
+                update(gpath(&[("", &[])]), Some(Tv::UintVal(1))),
+                update(
+                    gpath(&[("state", &[]), ("counters", &[])]),
+                    Some(Tv::JsonIetfVal(
+                        br#"{"in-octets": "12", "out-octets": "34"}"#.to_vec(),
+                    )),
+                ),
+                update(gpath(&[("state", &[]), ("x", &[])]), None),
+                update(
+                    gpath(&[("state", &[]), ("y", &[])]),
+                    Some(Tv::JsonIetfVal(b"{oops".to_vec())),
+                ),
+                update(
+                    gpath(&[("state", &[]), ("z", &[])]),
+                    Some(Tv::ProtoBytes(vec![1])),
+                ),
+                gnmi::Update {
+                    path: Some(gpath(&[("state", &[]), ("none", &[])])),
+                    ..Default::default()
+                },
+            ],
+            delete: vec![
+                gpath(&[("state", &[]), ("description", &[])]),
+                gpath(&[("a]", &[])]),
+            ],
+            atomic: false,
+        };
+        let decoded = decode_notification(&device, &n);
+        assert!(
+            decoded
+                .samples
+                .iter()
+                .all(|s| s.ts == 42 && s.device == device)
+        );
+        let (samples, errors) = shown(&decoded);
+        let at = "openconfig:/interfaces/interface[name=Ethernet1/1]";
+        assert_eq!(
+            samples,
+            vec![
+                format!("{at}/state/mtu = 9000"),
+                format!("{at}/state/counters/in-octets = 12"),
+                format!("{at}/state/counters/out-octets = 34"),
+                format!("{at}/state/description = deleted"),
+            ]
+        );
+        assert_eq!(
+            errors,
+            vec![
+                "/: unreadable path: empty element name".to_owned(),
+                format!("{at}/state/x: update without a value"),
+                format!("{at}/state/y: malformed JSON: {}", json_error(b"{oops")),
+                format!(
+                    "{at}/state/z: proto_bytes values need the device's protobuf schema, \
+                     which netpulse does not have"
+                ),
+                format!("{at}/state/none: update without a value"),
+                "/a]: unreadable path: element name \"a]\" contains one of / [ ] =".to_owned(),
+            ]
+        );
+        assert_eq!(decoded.samples[3].value, Value::Deleted);
+    }
+
+    #[test]
+    fn a_bad_prefix_fails_every_update_and_delete() {
+        let device = DeviceKey::new("leaf1").expect("test value");
+        let n = gnmi::Notification {
+            prefix: Some(gpath(&[("a=b", &[])])),
+            update: vec![update(gpath(&[("x", &[])]), Some(Tv::UintVal(1)))],
+            delete: vec![gpath(&[("y", &[])])],
+            ..Default::default()
+        };
+        let decoded = decode_notification(&device, &n);
+        assert!(decoded.samples.is_empty());
+        assert_eq!(decoded.errors.len(), 2);
+        assert!(
+            decoded.errors.iter().all(|e| e.path == "/a=b"),
+            "{decoded:?}"
+        );
+    }
+
+    #[test]
+    fn a_json_list_update_is_keyed_per_entry() {
+        let device = DeviceKey::new("leaf1").expect("test value");
+        let n = gnmi::Notification {
+            update: vec![update(
+                gpath(&[("interfaces", &[])]),
+                Some(Tv::JsonIetfVal(
+                    br#"{"openconfig-interfaces:interface": [
+                        {"name": "eth0", "state": {"counters": {"in-octets": "1"}}},
+                        {"name": "eth1", "state": {"counters": {"in-octets": "2"}}}]}"#
+                        .to_vec(),
+                )),
+            )],
+            ..Default::default()
+        };
+        let (mut samples, errors) = shown(&decode_notification(&device, &n));
+        samples.sort();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            samples,
+            vec![
+                "/interfaces/interface[name=eth0]/name = eth0",
+                "/interfaces/interface[name=eth0]/state/counters/in-octets = 1",
+                "/interfaces/interface[name=eth1]/name = eth1",
+                "/interfaces/interface[name=eth1]/state/counters/in-octets = 2",
+            ]
+        );
+    }
+}
