@@ -82,3 +82,8 @@ ensure_python_env() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
   echo "$want" >"$stamp"
 }
+
+# ensure_tool COMMAND PACKAGE: installs Debian's PACKAGE when COMMAND is missing.
+ensure_tool() {
+  command -v "$1" >/dev/null 2>&1 || apt_install "$2"
+}
