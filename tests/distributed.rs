@@ -116,6 +116,38 @@ async fn collector_and_web_processes_share_only_postgres_and_redis() {
         "{health}"
     );
 
+    // The same health reaches the web process through PostgreSQL (the collector writes it
+    // every 10 s): per-device completeness, encoding and subscriptions, in the API and on
+    // the device page.
+    let health = eventually("sim-0001 health with completeness, seen by web", || async {
+        let json = get_json(&format!("{base}/api/v1/devices/sim-0001")).await?;
+        let health = json["device"]["health"].clone();
+        let c = &health["completeness"];
+        (c["expected"].as_u64() > Some(0) && c["received"].as_u64() > Some(0)).then_some(health)
+    })
+    .await;
+    assert_eq!(health["encoding"], "proto", "{health}");
+    assert!(health["reportedAt"].is_string(), "{health}");
+    assert!(
+        health["completeness"]["ratio"].as_f64() > Some(0.0),
+        "{health}"
+    );
+    let subscriptions = health["subscriptions"].as_array().expect("subscriptions");
+    assert!(
+        subscriptions
+            .iter()
+            .any(|s| s["expected"].as_u64() > Some(0) && s["intervalMs"].as_u64() > Some(0)),
+        "{health}"
+    );
+    let page = reqwest::get(format!("{base}/devices/sim-0001"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("encoding proto"), "{page}");
+    assert!(page.contains("% complete</span>"), "{page}");
+
     assert!(collector.terminate().await.success());
     assert!(web.terminate().await.success());
     sim.terminate().await;

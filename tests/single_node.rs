@@ -76,6 +76,15 @@ async fn single_node_collects_stores_and_serves_live_data() {
     assert_eq!(health["encoding"], "proto", "{health}");
     assert!(health["bytesReceived"].as_u64() > Some(0), "{health}");
 
+    // The web API shows it too, from the store (written every 10 s).
+    let stored = eventually("sim-0001 health in the web API", || async {
+        let json = get_json(&format!("{base}/api/v1/devices/sim-0001")).await?;
+        let health = json["device"]["health"].clone();
+        (health["completeness"]["expected"].as_u64() > Some(0)).then_some(health)
+    })
+    .await;
+    assert_eq!(stored["encoding"], "proto", "{stored}");
+
     // The device page renders a chart per interface.
     let page = reqwest::get(format!("{base}/devices/sim-0001"))
         .await

@@ -33,6 +33,20 @@ pub struct SubscriptionHealth {
     pub gaps: u64,
 }
 
+/// Completeness of all of a device's SAMPLE subscriptions over the last completed window
+/// (`CollectorConfig::completeness_window`, 60 s by default): what the Degraded judgement
+/// is made on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowHealth {
+    /// Length of the window, in seconds.
+    pub seconds: u64,
+    /// Samples expected in it.
+    pub expected: u64,
+    /// Samples missing in it.
+    pub missing: u64,
+}
+
 /// Everything the collector reports about one device.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,8 +65,10 @@ pub struct DeviceHealth {
     pub reconnects: u64,
     /// Encoded bytes of the Subscribe responses received.
     pub bytes_received: u64,
-    /// Completeness of each SAMPLE subscription.
+    /// Completeness of each SAMPLE subscription, counted since the collector started.
     pub subscriptions: Vec<SubscriptionHealth>,
+    /// Completeness over the last completed window, once one with expected samples closed.
+    pub last_window: Option<WindowHealth>,
 }
 
 /// The health of every device of this collector; cheap to clone and share.
@@ -68,6 +84,15 @@ impl HealthBook {
         let mut all: Vec<DeviceHealth> = devices.values().cloned().collect();
         all.sort_by(|a, b| a.device.cmp(&b.device));
         all
+    }
+
+    /// Every device's health with its key, in no particular order.
+    pub(crate) fn entries(&self) -> Vec<(DeviceKey, DeviceHealth)> {
+        let devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        devices
+            .iter()
+            .map(|(k, h)| (k.clone(), h.clone()))
+            .collect()
     }
 
     /// One device's health.
@@ -93,6 +118,49 @@ impl HealthBook {
             h.state = state.as_str().to_owned();
             h.last_error = error.map(str::to_owned);
         });
+    }
+}
+
+/// Copies the health of devices to the store: the reports that changed since the last
+/// successful write, in one batch per call, so web nodes in other processes can show them.
+#[derive(Debug)]
+pub(crate) struct HealthWriter {
+    book: HealthBook,
+    written: HashMap<DeviceKey, DeviceHealth>,
+}
+
+impl HealthWriter {
+    pub(crate) fn new(book: HealthBook) -> Self {
+        Self {
+            book,
+            written: HashMap::new(),
+        }
+    }
+
+    /// Writes every report that differs from the one last written, stamped `at`. Returns
+    /// how many were written; on failure they are tried again on the next call.
+    pub(crate) async fn write(
+        &mut self,
+        store: &dyn store::Store,
+        at: TimestampNs,
+    ) -> store::Result<usize> {
+        let changed: Vec<(DeviceKey, DeviceHealth)> = self
+            .book
+            .entries()
+            .into_iter()
+            .filter(|(key, health)| self.written.get(key) != Some(health))
+            .collect();
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let reports: Vec<store::HealthReport> = changed
+            .iter()
+            .filter_map(|(device, health)| store::HealthReport::of(device.clone(), health).ok())
+            .collect();
+        store.record_health_batch(&reports, at).await?;
+        let n = changed.len();
+        self.written.extend(changed);
+        Ok(n)
     }
 }
 
@@ -293,5 +361,37 @@ mod tests {
         let fallback = Completeness::new(&spec(subs), Some(std::time::Duration::from_secs(10)));
         assert_eq!(fallback.report().len(), 2);
         assert_eq!(fallback.report()[1].interval_ms, 10_000);
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+
+    fn key(name: &str) -> DeviceKey {
+        DeviceKey::new(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_changed_health_is_written() {
+        let store = store::open("sqlite::memory:", true).await.unwrap();
+        let book = HealthBook::default();
+        let mut writer = HealthWriter::new(book.clone());
+        assert_eq!(writer.write(&*store, 1).await.unwrap(), 0);
+        book.set_state(&key("a"), DeviceState::Synced, None);
+        book.set_state(&key("b"), DeviceState::Unreachable, Some("refused"));
+        assert_eq!(writer.write(&*store, 2).await.unwrap(), 2);
+        assert_eq!(writer.write(&*store, 3).await.unwrap(), 0);
+        book.update(&key("b"), |h| h.reconnects += 1);
+        assert_eq!(writer.write(&*store, 4).await.unwrap(), 1);
+
+        let b = store.device(&key("b")).await.unwrap().unwrap();
+        assert_eq!(b.health_at, Some(4));
+        let health = b.health.unwrap();
+        assert_eq!(health["state"], "unreachable");
+        assert_eq!(health["lastError"], "refused");
+        assert_eq!(health["reconnects"], 1);
+        let a = store.device(&key("a")).await.unwrap().unwrap();
+        assert_eq!(a.health_at, Some(2));
     }
 }

@@ -30,7 +30,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use health::{DeviceHealth, HealthBook, SubscriptionHealth};
+pub use health::{DeviceHealth, HealthBook, SubscriptionHealth, WindowHealth};
 pub use metrics::CollectorMetrics;
 
 /// Collector errors.
@@ -85,6 +85,9 @@ pub struct CollectorConfig {
     /// Window over which a synced device's missing samples are judged: more than a tenth
     /// missing in one window reports the device Degraded.
     pub completeness_window: Duration,
+    /// How often the health of devices that changed is written to the store (one batch),
+    /// where web nodes read it; it is written once more at shutdown.
+    pub health_interval: Duration,
 }
 
 impl Default for CollectorConfig {
@@ -105,13 +108,15 @@ impl Default for CollectorConfig {
             min_idle: Duration::from_secs(15),
             secrets_dir: None,
             completeness_window: Duration::from_secs(60),
+            health_interval: Duration::from_secs(10),
         }
     }
 }
 
 /// Collects from `devices` until `shutdown` is cancelled, then stops the sessions, flushes
 /// every buffered sample to the store and returns. Per-device health (state, quirks,
-/// completeness) is kept in `health`.
+/// completeness) is kept in `health`, and written to the store every
+/// `config.health_interval` (devices whose health changed, in one batch) and once at the end.
 pub async fn run(
     devices: Vec<DeviceEntry>,
     store: Arc<dyn Store>,
@@ -143,6 +148,13 @@ pub async fn run(
         config.clone(),
         shutdown.clone(),
     ));
+    let health_stop = CancellationToken::new();
+    let health_writer = tokio::spawn(write_health(
+        store.clone(),
+        health.clone(),
+        config.health_interval,
+        health_stop.clone(),
+    ));
     let reporter = session::Reporter::new(store, bus, metrics.clone(), health);
     let connects = Arc::new(Semaphore::new(config.max_concurrent_connects.max(1)));
     let mut sessions = JoinSet::new();
@@ -158,10 +170,88 @@ pub async fn run(
     }
     drop(tx);
     while sessions.join_next().await.is_some() {}
+    // The sessions are done: the last health report of every device goes to the store.
+    health_stop.cancel();
+    if let Err(error) = health_writer.await {
+        tracing::error!(%error, "Health writer task failed");
+    }
     // Every sender is gone now: the batcher drains the queue, flushes and ends.
     if let Err(error) = batcher.await {
         tracing::error!(%error, "Batcher task failed");
     }
     tracing::info!("Collector stopped; buffered samples flushed");
     Ok(())
+}
+
+/// Longest wait for one health write.
+const HEALTH_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Writes the health of devices that changed to the store every `every`, and once more when
+/// `stop` is cancelled. Never on the sample path: one batch per tick.
+async fn write_health(
+    store: Arc<dyn Store>,
+    book: HealthBook,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut writer = health::HealthWriter::new(book);
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate, before any session has reported anything.
+    tick.tick().await;
+    loop {
+        let last = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        // Bounded, so that an unreachable database does not hold up shutdown (or the next
+        // tick) for the pool's acquire timeout.
+        let write = writer.write(&*store, session::now_ns());
+        match tokio::time::timeout(HEALTH_WRITE_TIMEOUT, write).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(devices = n, "Device health written"),
+            Ok(Err(error)) => tracing::warn!(%error, "Could not write device health"),
+            Err(_) => tracing::warn!("Could not write device health: the store did not answer"),
+        }
+        if last {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use model::DeviceKey;
+
+    use super::*;
+
+    async fn reconnects(store: &dyn Store, device: &DeviceKey) -> Option<u64> {
+        let summary = store.device(device).await.unwrap()?;
+        summary.health?["reconnects"].as_u64()
+    }
+
+    #[tokio::test]
+    async fn health_is_written_every_tick_and_once_at_the_end() {
+        let store = store::open("sqlite::memory:", true).await.unwrap();
+        let book = HealthBook::default();
+        let device = DeviceKey::new("leaf1").unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(write_health(
+            store.clone(),
+            book.clone(),
+            Duration::from_millis(100),
+            stop.clone(),
+        ));
+        book.update(&device, |h| h.reconnects = 1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while reconnects(&*store, &device).await != Some(1) {
+            assert!(tokio::time::Instant::now() < deadline, "never written");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A change just before shutdown is not lost.
+        book.update(&device, |h| h.reconnects = 2);
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(reconnects(&*store, &device).await, Some(2));
+    }
 }

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tracing::Instrument;
 
-use crate::health::{Completeness, HealthBook};
+use crate::health::{Completeness, HealthBook, WindowHealth};
 use crate::plan::{self, Fallback, Plan};
 use crate::transport;
 use crate::{CollectorConfig, CollectorMetrics};
@@ -99,7 +99,7 @@ impl Reporter {
     }
 }
 
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -210,6 +210,9 @@ impl Session {
         let mut attempts: u64 = 0;
         // After a completed `once` round the next round is routine, not a reconnect.
         let mut routine = false;
+        // A device that failed stays Unreachable while it is retried: flipping it to
+        // Connecting on every attempt would record two events per retry.
+        let mut unreachable = false;
         while !self.shutdown.is_cancelled() {
             if attempts > 0 && !routine {
                 self.metrics().reconnects.inc();
@@ -218,7 +221,7 @@ impl Session {
                     .update(self.name(), |h| h.reconnects += 1);
             }
             attempts += 1;
-            if !routine {
+            if !routine && !unreachable {
                 let note = self.quirks.last().cloned();
                 self.reporter
                     .set(self.name(), DeviceState::Connecting, note)
@@ -226,6 +229,14 @@ impl Session {
             }
             let outcome = self.attempt().await;
             routine = matches!(outcome, Outcome::Done);
+            unreachable = matches!(
+                outcome,
+                Outcome::Refused(_)
+                    | Outcome::Failed {
+                        was_synced: false,
+                        ..
+                    }
+            );
             self.publish_health();
             let delay = match outcome {
                 Outcome::Stopped => break,
@@ -518,13 +529,22 @@ impl Session {
                 }
                 _ => {}
             }
-            if let Some(note) = window.close()
-                && synced
-                && note != missing_note
-            {
-                missing_note = note;
-                let (state, message) = self.synced_state(missing_note.clone());
-                self.reporter.set(self.name(), state, message).await;
+            let counted = WindowHealth {
+                seconds: window.length.as_secs(),
+                expected: window.expected,
+                missing: window.missing,
+            };
+            if let Some(note) = window.close() {
+                if counted.expected > 0 {
+                    self.reporter
+                        .health
+                        .update(self.name(), |h| h.last_window = Some(counted));
+                }
+                if synced && note != missing_note {
+                    missing_note = note;
+                    let (state, message) = self.synced_state(missing_note.clone());
+                    self.reporter.set(self.name(), state, message).await;
+                }
             }
             if last_health.elapsed() >= HEALTH_PUBLISH {
                 last_health = Instant::now();

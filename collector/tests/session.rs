@@ -294,7 +294,7 @@ async fn malformed_paths_are_counted_and_the_rest_is_written() {
     })
     .await;
     assert_eq!(c.metrics.samples_invalid.get(), 5);
-    let (store, _) = c.stop().await;
+    let (store, _, _db) = c.stop().await;
     assert_eq!(stored(&*store, "leaf1").await, 5);
 }
 
@@ -526,7 +526,7 @@ async fn shutdown_writes_every_sample_received_even_with_a_slow_store() {
         c.metrics.queue_full.get() >= 3 && c.metrics.samples_received.get() >= 20
     })
     .await;
-    let (store, metrics) = c.stop().await;
+    let (store, metrics, _db) = c.stop().await;
     let received = metrics.samples_received.get();
     assert!(received >= 20, "{received}");
     assert_eq!(metrics.samples_dropped.get(), 0);

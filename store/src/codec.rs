@@ -137,6 +137,39 @@ pub(crate) fn text(s: &str) -> String {
     s.replace('\0', "\u{FFFD}")
 }
 
+/// Health reports as stored JSON text, one per device (the last report of a device wins),
+/// sorted by device name so that concurrent writers lock rows in one order. NUL in any
+/// string or key becomes U+FFFD, as in text values (PostgreSQL's `jsonb` refuses NUL).
+pub(crate) fn health_rows(reports: &[crate::HealthReport]) -> Vec<(&str, String)> {
+    let by_name: std::collections::BTreeMap<&str, &serde_json::Value> = reports
+        .iter()
+        .map(|r| (r.device.as_str(), &r.health))
+        .collect();
+    by_name
+        .into_iter()
+        .map(|(name, health)| (name, without_nul(health).to_string()))
+        .collect()
+}
+
+fn without_nul(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        J::String(s) => J::String(text(s)),
+        J::Array(items) => J::Array(items.iter().map(without_nul).collect()),
+        J::Object(map) => J::Object(map.iter().map(|(k, v)| (text(k), without_nul(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Parses a stored health report.
+pub(crate) fn health(json: Option<String>) -> Result<Option<serde_json::Value>> {
+    json.map(|j| {
+        serde_json::from_str(&j)
+            .map_err(|e| Error::Corrupt(format!("stored health is not JSON: {e}")))
+    })
+    .transpose()
+}
+
 /// Rebuilds a value from its columns and its series' kind.
 ///
 /// Both columns NULL is a delete. A number with text is a decimal. A number alone reads

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use model::{DeviceEvent, DeviceKey, DeviceState, Path, Sample, TimestampNs, Value};
 
-use crate::{DeviceInfo, Point, Store, WriteReport};
+use crate::{DeviceInfo, HealthReport, Point, Store, WriteReport};
 
 /// Calls `$m! { case, ... }` with the name of every conformance case.
 macro_rules! for_each_case {
@@ -33,6 +33,9 @@ macro_rules! for_each_case {
             ten_thousand_samples_in_one_call,
             concurrent_overlapping_writes,
             ping_answers,
+            health_round_trips,
+            newer_health_overwrites_older_does_not,
+            health_creates_unknown_devices,
         }
     };
 }
@@ -714,4 +717,140 @@ pub(crate) async fn concurrent_overlapping_writes(store: Arc<dyn Store>) {
 
 pub(crate) async fn ping_answers(store: Arc<dyn Store>) {
     store.ping().await.expect("ping");
+}
+
+fn health(device: &str, expected: u64) -> HealthReport {
+    HealthReport {
+        device: key(device),
+        health: serde_json::json!({
+            "device": device,
+            "state": "synced",
+            "lastError": null,
+            "encoding": "proto",
+            "quirks": ["device refused ON_CHANGE; sampling every 10s instead"],
+            "reconnects": 2,
+            "bytesReceived": 123_456_789_u64,
+            "subscriptions": [{
+                "path": "/interfaces/interface[name=*]/state/counters",
+                "intervalMs": 1000,
+                "expected": expected,
+                "received": expected - 1,
+                "missing": 1,
+                "gaps": 1,
+            }],
+            "text": "naïve \u{1F600} \"quoted\"",
+        }),
+    }
+}
+
+pub(crate) async fn health_round_trips(store: Arc<dyn Store>) {
+    store
+        .upsert_devices(&[info("leaf1", "10.0.0.1:57400")])
+        .await
+        .expect("upsert");
+    let before = store
+        .device(&key("leaf1"))
+        .await
+        .expect("device")
+        .expect("known");
+    assert_eq!((before.health, before.health_at), (None, None));
+    store
+        .record_health_batch(&[], T0)
+        .await
+        .expect("empty batch");
+
+    let leaf1 = health("leaf1", 10);
+    store
+        .record_health(&leaf1.device, &leaf1.health, T0 + 5 * US)
+        .await
+        .expect("record");
+    let device = store
+        .device(&key("leaf1"))
+        .await
+        .expect("device")
+        .expect("known");
+    assert_eq!(device.health.as_ref(), Some(&leaf1.health));
+    assert_eq!(device.health_at, Some(T0 + 5 * US));
+    // The listing carries it too, and recording health leaves the rest alone.
+    let listed = store.devices().await.expect("devices");
+    assert_eq!(listed, vec![device.clone()]);
+    assert_eq!(device.address, "10.0.0.1:57400");
+    assert_eq!(device.state, DeviceState::Pending);
+
+    // NUL cannot be stored (PostgreSQL's jsonb refuses it): replaced as in text values.
+    let nul = serde_json::json!({"lastError": "bad\u{0}byte", "k\u{0}": 1});
+    store
+        .record_health(&key("leaf1"), &nul, T0 + 6 * US)
+        .await
+        .expect("nul");
+    let device = store
+        .device(&key("leaf1"))
+        .await
+        .expect("device")
+        .expect("known");
+    assert_eq!(
+        device.health,
+        Some(serde_json::json!({"lastError": "bad\u{FFFD}byte", "k\u{FFFD}": 1}))
+    );
+}
+
+pub(crate) async fn newer_health_overwrites_older_does_not(store: Arc<dyn Store>) {
+    let expected = |d: &crate::DeviceSummary| {
+        d.health.as_ref().expect("health")["subscriptions"][0]["expected"].as_u64()
+    };
+    store
+        .record_health_batch(&[health("leaf1", 10), health("leaf2", 20)], T0 + 10 * US)
+        .await
+        .expect("first");
+    // Newer replaces; of two reports for one device in a batch the last wins.
+    store
+        .record_health_batch(&[health("leaf1", 11), health("leaf1", 12)], T0 + 20 * US)
+        .await
+        .expect("newer");
+    // Older (a late writer) is ignored; the same instant replaces.
+    store
+        .record_health_batch(&[health("leaf1", 1), health("leaf2", 21)], T0 + 10 * US)
+        .await
+        .expect("older and same instant");
+    let devices = store.devices().await.expect("devices");
+    let seen: Vec<(&str, Option<u64>, Option<TimestampNs>)> = devices
+        .iter()
+        .map(|d| (d.name.as_str(), expected(d), d.health_at))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("leaf1", Some(12), Some(T0 + 20 * US)),
+            ("leaf2", Some(21), Some(T0 + 10 * US)),
+        ]
+    );
+}
+
+pub(crate) async fn health_creates_unknown_devices(store: Arc<dyn Store>) {
+    // Like samples and events: the collector may report before the device is registered.
+    store
+        .record_health_batch(&[health("new1", 3)], T0)
+        .await
+        .expect("record");
+    let device = store
+        .device(&key("new1"))
+        .await
+        .expect("device")
+        .expect("created");
+    assert_eq!(device.address, "");
+    assert_eq!(device.state, DeviceState::Pending);
+    assert_eq!(device.series, 0);
+    assert!(device.health.is_some());
+    // Registering it afterwards keeps the health.
+    store
+        .upsert_devices(&[info("new1", "192.0.2.1:6030")])
+        .await
+        .expect("upsert");
+    let device = store
+        .device(&key("new1"))
+        .await
+        .expect("device")
+        .expect("known");
+    assert_eq!(device.address, "192.0.2.1:6030");
+    assert_eq!(device.health, Some(health("new1", 3).health));
 }

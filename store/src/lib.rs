@@ -112,6 +112,35 @@ pub struct DeviceSummary {
     pub last_sample: Option<TimestampNs>,
     /// Number of series (paths) stored for it.
     pub series: i64,
+    /// The newest health report a collector recorded for it (the collector's JSON: state,
+    /// lastError, encoding, quirks, reconnects, per-subscription completeness), `None`
+    /// until one is recorded.
+    pub health: Option<serde_json::Value>,
+    /// When the collector took that report.
+    pub health_at: Option<TimestampNs>,
+}
+
+/// One device's health report, as a collector records it with
+/// [`Store::record_health_batch`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthReport {
+    /// Device name.
+    pub device: DeviceKey,
+    /// The report: any JSON value; the store keeps it as it is.
+    pub health: serde_json::Value,
+}
+
+impl HealthReport {
+    /// The report of `device` holding `health` serialized to JSON.
+    pub fn of(
+        device: DeviceKey,
+        health: &impl serde::Serialize,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            device,
+            health: serde_json::to_value(health)?,
+        })
+    }
 }
 
 /// One series of a device with its newest value.
@@ -158,6 +187,38 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// already stored (or earlier in the same batch) is counted as a duplicate, not written
     /// twice. Unknown devices are created. Each series' last value moves only forward.
     async fn write_samples(&self, samples: &[Sample]) -> Result<WriteReport>;
+
+    /// Records the health reports of several devices taken at `at`, in one transaction.
+    /// Unknown devices are created (with an empty address and state `pending`), as
+    /// [`Store::record_event`] and [`Store::write_samples`] do: a collector may report a
+    /// device before the operator's registration reaches the store. A report replaces the
+    /// stored one unless that one was taken later (a late writer never rolls health back);
+    /// one taken at the same instant replaces it. Of two reports for one device in a batch
+    /// the last wins.
+    ///
+    /// The default keeps nothing, for test doubles and wrappers that do not care about
+    /// health; both adapters override it.
+    async fn record_health_batch(&self, reports: &[HealthReport], at: TimestampNs) -> Result<()> {
+        let _ = (reports, at);
+        Ok(())
+    }
+
+    /// Records one device's health report taken at `at`; see [`Store::record_health_batch`].
+    async fn record_health(
+        &self,
+        device: &DeviceKey,
+        health: &serde_json::Value,
+        at: TimestampNs,
+    ) -> Result<()> {
+        self.record_health_batch(
+            &[HealthReport {
+                device: device.clone(),
+                health: health.clone(),
+            }],
+            at,
+        )
+        .await
+    }
 
     /// All devices, ordered by name (byte order).
     async fn devices(&self) -> Result<Vec<DeviceSummary>>;

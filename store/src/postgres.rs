@@ -22,8 +22,8 @@ use crate::cache::{IdCache, Known};
 use crate::codec::{self, Batch, Kind, SeriesKey};
 use crate::schema::{self, Applied};
 use crate::{
-    DeviceInfo, DeviceSummary, Error, MigrationReport, Point, Result, SeriesSummary, Store,
-    WriteReport,
+    DeviceInfo, DeviceSummary, Error, HealthReport, MigrationReport, Point, Result, SeriesSummary,
+    Store, WriteReport,
 };
 
 /// The migrations in `migrations/postgres`, embedded at compile time.
@@ -237,6 +237,7 @@ fn device_summary(row: &PgRow) -> Result<DeviceSummary> {
     let state: String = row.try_get("state")?;
     let state_since: Option<DateTime<Utc>> = row.try_get("state_since")?;
     let last_sample: Option<DateTime<Utc>> = row.try_get("last_sample")?;
+    let health_at: Option<DateTime<Utc>> = row.try_get("health_at")?;
     Ok(DeviceSummary {
         name: DeviceKey::new(name).map_err(|e| Error::Corrupt(e.to_string()))?,
         address: row.try_get("address")?,
@@ -245,6 +246,8 @@ fn device_summary(row: &PgRow) -> Result<DeviceSummary> {
         state_since: state_since.map(from_timestamptz).transpose()?,
         last_sample: last_sample.map(from_timestamptz).transpose()?,
         series: row.try_get("series")?,
+        health: codec::health(row.try_get("health")?)?,
+        health_at: health_at.map(from_timestamptz).transpose()?,
     })
 }
 
@@ -390,9 +393,38 @@ impl Store for PgStore {
         })
     }
 
+    async fn record_health_batch(&self, reports: &[HealthReport], at: TimestampNs) -> Result<()> {
+        let rows = codec::health_rows(reports);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (names, health): (Vec<&str>, Vec<String>) = rows.into_iter().unzip();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO devices (name) SELECT * FROM unnest($1::text[]) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&names)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE devices AS d SET health = u.health::jsonb, health_at = $3 \
+             FROM unnest($1::text[], $2::text[]) AS u (name, health) \
+             WHERE d.name = u.name AND (d.health_at IS NULL OR d.health_at <= $3)",
+        )
+        .bind(&names)
+        .bind(&health)
+        .bind(timestamptz(to_us(at)))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn devices(&self) -> Result<Vec<DeviceSummary>> {
         let rows = sqlx::query(
             "SELECT d.name, d.address, d.state, d.last_error, d.state_since, d.last_sample, \
+                    d.health::text AS health, d.health_at, \
                     COALESCE(c.n, 0) AS series \
              FROM devices d \
              LEFT JOIN (SELECT device_id, count(*) AS n FROM series GROUP BY device_id) c \
@@ -407,6 +439,7 @@ impl Store for PgStore {
     async fn device(&self, name: &DeviceKey) -> Result<Option<DeviceSummary>> {
         let row = sqlx::query(
             "SELECT d.name, d.address, d.state, d.last_error, d.state_since, d.last_sample, \
+                    d.health::text AS health, d.health_at, \
                     (SELECT count(*) FROM series s WHERE s.device_id = d.id) AS series \
              FROM devices d WHERE d.name = $1",
         )

@@ -18,8 +18,8 @@ use crate::cache::{IdCache, Known};
 use crate::codec::{self, Batch, Kind, SeriesKey};
 use crate::schema::{self, Applied};
 use crate::{
-    DeviceInfo, DeviceSummary, Error, MigrationReport, Point, Result, SeriesSummary, Store,
-    WriteReport,
+    DeviceInfo, DeviceSummary, Error, HealthReport, MigrationReport, Point, Result, SeriesSummary,
+    Store, WriteReport,
 };
 
 /// The migrations in `migrations/sqlite`, embedded at compile time.
@@ -211,6 +211,8 @@ fn device_summary(row: &SqliteRow) -> Result<DeviceSummary> {
         state_since: row.try_get("state_since")?,
         last_sample: row.try_get("last_sample")?,
         series: row.try_get("series")?,
+        health: codec::health(row.try_get("health")?)?,
+        health_at: row.try_get("health_at")?,
     })
 }
 
@@ -333,9 +335,35 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn record_health_batch(&self, reports: &[HealthReport], at: TimestampNs) -> Result<()> {
+        let rows = codec::health_rows(reports);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for (name, health) in &rows {
+            sqlx::query("INSERT INTO devices (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")
+                .bind(*name)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE devices SET health = ?2, health_at = ?3 \
+                 WHERE name = ?1 AND (health_at IS NULL OR health_at <= ?3)",
+            )
+            .bind(*name)
+            .bind(health.as_str())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn devices(&self) -> Result<Vec<DeviceSummary>> {
         let rows = sqlx::query(
             "SELECT d.name, d.address, d.state, d.last_error, d.state_since, d.last_sample, \
+                    d.health, d.health_at, \
                     COALESCE(c.n, 0) AS series \
              FROM devices d \
              LEFT JOIN (SELECT device_id, count(*) AS n FROM series GROUP BY device_id) c \
@@ -350,6 +378,7 @@ impl Store for SqliteStore {
     async fn device(&self, name: &DeviceKey) -> Result<Option<DeviceSummary>> {
         let row = sqlx::query(
             "SELECT d.name, d.address, d.state, d.last_error, d.state_since, d.last_sample, \
+                    d.health, d.health_at, \
                     (SELECT count(*) FROM series s WHERE s.device_id = d.id) AS series \
              FROM devices d WHERE d.name = ?1",
         )

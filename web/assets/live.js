@@ -22,6 +22,7 @@
   const liveEl = document.getElementById("live");
   const freshEl = document.getElementById("freshness");
   const stateEl = document.getElementById("state");
+  const healthEl = document.getElementById("health");
 
   function setMode(mode, text) {
     state.mode = mode;
@@ -64,6 +65,8 @@
     const d = JSON.parse(e.data);
     freshEl.textContent = "last update " + d.age;
     setBadge(d.state);
+    // Server-rendered and escaped there, like the chart and table fragments.
+    if (healthEl && typeof d.health === "string") healthEl.innerHTML = d.health;
   });
   source.addEventListener("state", function (e) {
     const d = JSON.parse(e.data);

@@ -9,6 +9,7 @@ use store::{DeviceSummary, SeriesSummary};
 
 use crate::AppState;
 use crate::error::{Error, Result};
+use crate::health::HealthJson;
 
 /// Default span of a series query without `from`.
 const DEFAULT_SPAN_NS: i64 = 3600 * 1_000_000_000;
@@ -49,6 +50,8 @@ pub struct DeviceJson {
     state_since: Option<String>,
     last_sample: Option<String>,
     series: i64,
+    /// The collector's last health report, `null` until one is recorded.
+    health: Option<HealthJson>,
 }
 
 impl From<&DeviceSummary> for DeviceJson {
@@ -61,6 +64,7 @@ impl From<&DeviceSummary> for DeviceJson {
             state_since: d.state_since.map(rfc3339),
             last_sample: d.last_sample.map(rfc3339),
             series: d.series,
+            health: HealthJson::from_stored(d.health.as_ref(), d.health_at),
         }
     }
 }

@@ -8,6 +8,7 @@
 mod api;
 pub mod chart;
 mod error;
+pub mod health;
 mod live;
 mod metrics;
 pub mod view;

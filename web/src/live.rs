@@ -183,6 +183,7 @@ async fn send_charts(
             "lastSample": summary.last_sample.map(api::rfc3339),
             "age": view::age(summary.last_sample, now),
             "state": summary.state.as_str(),
+            "health": view::health_line(&summary, now),
         });
         if tx.send(json_event("freshness", &data)).await.is_err() {
             return false;

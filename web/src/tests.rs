@@ -199,3 +199,159 @@ async fn live_stream_forwards_samples_and_rerendered_charts() {
     let (_, metrics) = get(&f.state, "/metrics").await;
     assert!(metrics.contains("netpulse_web_sse_clients 1"), "{metrics}");
 }
+
+/// What a collector records for leaf1 (the collector's `DeviceHealth` JSON).
+async fn record_health(f: &Fixture) {
+    record_health_at(f, now_ns()).await;
+}
+
+async fn record_health_at(f: &Fixture, at: i64) {
+    let health = serde_json::json!({
+        "device": "leaf1",
+        "state": "degraded",
+        "lastError": "device refused ON_CHANGE; sampling every 10s instead",
+        "encoding": "json_ietf",
+        "quirks": ["device refused ON_CHANGE; sampling every 10s instead", "<b>"],
+        "reconnects": 3,
+        "bytesReceived": 4096,
+        "subscriptions": [
+            {"path": "/interfaces", "intervalMs": 1000, "expected": 90, "received": 88, "missing": 2, "gaps": 1},
+            {"path": "/system", "intervalMs": 10000, "expected": 10, "received": 10, "missing": 0, "gaps": 0},
+        ],
+        "lastWindow": {"seconds": 60, "expected": 80, "missing": 2},
+    });
+    f.state
+        .store
+        .record_health(&DeviceKey::new("leaf1").unwrap(), &health, at)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn api_shows_the_health_a_collector_recorded() {
+    let f = fixture().await;
+    let (_, body) = get(&f.state, "/api/v1/devices").await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        json["devices"][0]["health"],
+        serde_json::Value::Null,
+        "{json}"
+    );
+
+    record_health(&f).await;
+    for uri in ["/api/v1/devices", "/api/v1/devices/leaf1"] {
+        let (status, body) = get(&f.state, uri).await;
+        assert_eq!(status, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let d = if uri.ends_with("leaf1") {
+            &json["device"]
+        } else {
+            &json["devices"][0]
+        };
+        let h = &d["health"];
+        assert!(h["reportedAt"].as_str().unwrap().ends_with('Z'), "{h}");
+        assert_eq!(h["state"], "degraded");
+        assert_eq!(
+            h["lastError"],
+            "device refused ON_CHANGE; sampling every 10s instead"
+        );
+        assert_eq!(h["encoding"], "json_ietf");
+        assert_eq!(h["quirks"].as_array().unwrap().len(), 2);
+        assert_eq!(h["reconnects"], 3);
+        assert_eq!(h["bytesReceived"], 4096);
+        assert_eq!(
+            h["completeness"],
+            serde_json::json!({"expected": 100, "received": 98, "missing": 2, "gaps": 1, "ratio": 0.98}),
+            "{h}"
+        );
+        assert_eq!(
+            h["window"],
+            serde_json::json!({"seconds": 60, "expected": 80, "missing": 2, "ratio": 0.975}),
+            "{h}"
+        );
+        assert_eq!(h["subscriptions"][0]["intervalMs"], 1000);
+        assert_eq!(h["subscriptions"][1]["path"], "/system");
+    }
+}
+
+#[tokio::test]
+async fn pages_show_completeness_and_health() {
+    let f = fixture().await;
+    let (_, body) = get(&f.state, "/").await;
+    assert!(body.contains("<th>Complete</th>"), "{body}");
+    assert!(body.contains(r#"<td class="complete">–</td>"#), "{body}");
+    let (_, body) = get(&f.state, "/devices/leaf1").await;
+    assert!(
+        body.contains(r#"<p class="meta health" id="health"></p>"#),
+        "{body}"
+    );
+
+    record_health(&f).await;
+    let (_, body) = get(&f.state, "/").await;
+    assert!(
+        body.contains(r#"<td class="complete" title="2 of 80 expected samples missing in the last 60s">97.5%</td>"#),
+        "{body}"
+    );
+    assert!(
+        body.contains("0 of 1 synced · 97.5% of expected samples received</p>"),
+        "{body}"
+    );
+    let (_, fragment) = get(&f.state, "/fragments/devices").await;
+    assert!(fragment.contains(">97.5%</td>"), "{fragment}");
+    let (_, body) = get(&f.state, "/devices/leaf1").await;
+    assert!(
+        body.contains(
+            r#"encoding json_ietf · <span class="complete">97.5% complete</span> over the last 60s (2 of 80 samples missing) · quirks: device refused ON_CHANGE; sampling every 10s instead; &lt;b&gt; · 3 reconnects</p>"#
+        ),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn live_freshness_carries_the_health_line() {
+    let f = fixture().await;
+    record_health(&f).await;
+    let res = router(f.state.clone())
+        .oneshot(
+            Request::get("/devices/leaf1/live")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = res.into_body().into_data_stream();
+    let device = DeviceKey::new("leaf1").unwrap();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains("event: freshness") {
+        f.bus.publish(BusMessage::Samples {
+            device: device.clone(),
+            samples: vec![Sample {
+                device: device.clone(),
+                path: counter("Ethernet1", "in-octets"),
+                ts: now_ns(),
+                value: Value::Uint(1),
+            }],
+        });
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("live stream went quiet")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("97.5% complete"), "{seen}");
+    let (_, js) = get(&f.state, "/assets/live.js").await;
+    assert!(js.contains("healthEl.innerHTML = d.health"), "{js}");
+}
+
+#[tokio::test]
+async fn an_old_health_report_shows_its_age() {
+    let f = fixture().await;
+    record_health_at(&f, now_ns() - 300 * 1_000_000_000).await;
+    let (_, body) = get(&f.state, "/devices/leaf1").await;
+    assert!(
+        body.contains(" · 3 reconnects · reported 5m ago</p>"),
+        "{body}"
+    );
+}

@@ -6,6 +6,7 @@ use model::{DeviceKey, DeviceState, Path, TimestampNs, Value};
 use store::{DeviceSummary, SeriesSummary, Store};
 
 use crate::chart::{self, Line};
+use crate::health::{HealthJson, percent};
 use store::Result;
 
 /// Escapes text for HTML element content and attribute values.
@@ -59,30 +60,123 @@ pub fn device_table(devices: &[DeviceSummary], now: TimestampNs) -> String {
         .iter()
         .filter(|d| d.state == DeviceState::Synced)
         .count();
+    // Fleet completeness: the devices' shown counts (last window, else totals) summed.
+    let (expected, missing) = devices
+        .iter()
+        .filter_map(health_of)
+        .map(|h| {
+            let c = h.shown_completeness();
+            (c.expected, c.missing)
+        })
+        .fold((0u64, 0u64), |(e, m), (de, dm)| {
+            (e.saturating_add(de), m.saturating_add(dm))
+        });
+    let complete = if expected > 0 {
+        format!(
+            " · {} of expected samples received",
+            percent(Some(
+                expected.saturating_sub(missing) as f64 / expected as f64
+            ))
+        )
+    } else {
+        String::new()
+    };
     let mut html = format!(
-        r#"<p class="summary">{synced} of {total} synced</p>"#,
+        r#"<p class="summary">{synced} of {total} synced{complete}</p>"#,
         total = devices.len()
     );
     html.push_str(
-        r#"<table id="devices"><thead><tr><th>Device</th><th>Address</th><th>State</th><th>Series</th><th>Last update</th><th>Last error</th></tr></thead><tbody>"#,
+        r#"<table id="devices"><thead><tr><th>Device</th><th>Address</th><th>State</th><th>Series</th><th>Complete</th><th>Last update</th><th>Last error</th></tr></thead><tbody>"#,
     );
     for d in devices {
         let _ = write!(
             html,
-            r#"<tr data-device="{name}"><td><a href="/devices/{name}">{name}</a></td><td>{addr}</td><td>{badge}</td><td>{series}</td><td>{age}</td><td class="error">{err}</td></tr>"#,
+            r#"<tr data-device="{name}"><td><a href="/devices/{name}">{name}</a></td><td>{addr}</td><td>{badge}</td><td>{series}</td><td class="complete"{title}>{complete}</td><td>{age}</td><td class="error">{err}</td></tr>"#,
             name = escape(d.name.as_str()),
             addr = escape(&d.address),
             badge = state_badge(d.state),
             series = d.series,
+            complete = complete_cell(d),
+            title = complete_title(d),
             age = age(d.last_sample, now),
             err = escape(d.last_error.as_deref().unwrap_or("")),
         );
     }
     if devices.is_empty() {
-        html.push_str(r#"<tr><td colspan="6">No devices yet.</td></tr>"#);
+        html.push_str(r#"<tr><td colspan="7">No devices yet.</td></tr>"#);
     }
     html.push_str("</tbody></table>");
     html
+}
+
+/// A health report older than this is shown with its age.
+const STALE_HEALTH_NS: i64 = 60_000_000_000;
+
+fn health_of(d: &DeviceSummary) -> Option<HealthJson> {
+    HealthJson::from_stored(d.health.as_ref(), d.health_at)
+}
+
+/// The device table's completeness: over the collector's last window, else since it started.
+fn complete_cell(d: &DeviceSummary) -> String {
+    percent(health_of(d).and_then(|h| h.shown_completeness().ratio))
+}
+
+fn complete_title(d: &DeviceSummary) -> String {
+    match health_of(d) {
+        Some(h) if h.shown_completeness().expected > 0 => {
+            let c = h.shown_completeness();
+            format!(
+                r#" title="{} of {} expected samples missing{}""#,
+                c.missing,
+                c.expected,
+                c.seconds
+                    .map_or_else(String::new, |s| format!(" in the last {s}s"))
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// The compact health line of a device page (also sent alone by live updates): encoding,
+/// completeness, quirks, reconnects, and the report's age once it is older than a minute
+/// (the collector writes it every 10 s; an old one means nobody is collecting the device).
+/// Empty until a collector has reported.
+pub fn health_line(device: &DeviceSummary, now: TimestampNs) -> String {
+    let Some(h) = health_of(device) else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    if let Some(encoding) = &h.encoding {
+        parts.push(format!("encoding {}", escape(encoding)));
+    }
+    let c = h.shown_completeness();
+    if c.expected > 0 {
+        let over = c.seconds.map_or_else(
+            || "since collection started".to_owned(),
+            |s| format!("over the last {s}s"),
+        );
+        parts.push(format!(
+            r#"<span class="complete">{} complete</span> {over} ({} of {} samples missing)"#,
+            percent(c.ratio),
+            c.missing,
+            c.expected
+        ));
+    } else {
+        parts.push("no sampled subscriptions to count".to_owned());
+    }
+    if !h.quirks.is_empty() {
+        parts.push(format!("quirks: {}", escape(&h.quirks.join("; "))));
+    }
+    parts.push(match h.reconnects {
+        1 => "1 reconnect".to_owned(),
+        n => format!("{n} reconnects"),
+    });
+    if let Some(at) = device.health_at
+        && now - at > STALE_HEALTH_NS
+    {
+        parts.push(format!("reported {}", age(Some(at), now)));
+    }
+    parts.join(" · ")
 }
 
 /// `/`: every device with its state and freshness.
@@ -187,6 +281,11 @@ pub fn device_page(
         badge = state_badge(device.state),
         addr = escape(&device.address),
         age = age(device.last_sample, now),
+    );
+    let _ = write!(
+        body,
+        r#"<p class="meta health" id="health">{}</p>"#,
+        health_line(device, now)
     );
     if let Some(err) = &device.last_error {
         let _ = write!(

@@ -486,7 +486,7 @@ pub struct Running {
     pub health: HealthBook,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<collector::Result<()>>,
-    _db: tempfile::TempDir,
+    db: tempfile::TempDir,
 }
 
 impl Running {
@@ -515,10 +515,12 @@ impl Running {
     }
 
     /// Stops the collector and waits for its flush.
-    pub async fn stop(self) -> (Arc<dyn Store>, Arc<CollectorMetrics>) {
+    /// Stops the collector; the returned directory keeps the SQLite file alive for
+    /// as long as the caller reads the store.
+    pub async fn stop(self) -> (Arc<dyn Store>, Arc<CollectorMetrics>, tempfile::TempDir) {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap();
-        (self.store, self.metrics)
+        (self.store, self.metrics, self.db)
     }
 }
 
@@ -550,7 +552,7 @@ pub async fn collect_with(
         health,
         shutdown,
         task,
-        _db: db,
+        db,
     }
 }
 

@@ -1,0 +1,10 @@
+-- netpulse schema, version 3: the collector's health report of each device.
+--
+-- `health` is the JSON text the collector keeps per device (state, lastError, encoding,
+-- quirks, reconnects, bytesReceived, per-subscription expected/received/missing/gaps; see
+-- collector/src/health.rs), written every few seconds for devices whose health changed.
+-- `health_at` (nanoseconds) is when the collector took the snapshot: an older snapshot
+-- never replaces a newer one.
+
+ALTER TABLE devices ADD COLUMN health TEXT CHECK (health IS NULL OR json_valid(health));
+ALTER TABLE devices ADD COLUMN health_at INTEGER;
