@@ -60,6 +60,25 @@ impl IdCache {
             .collect()
     }
 
+    /// Remembers the ids a committed batch resolved for series that were not cached:
+    /// `series`, `known`, `device_ids` and `series_ids` are parallel, one entry per series.
+    pub(crate) fn remember_resolved(
+        &self,
+        series: &[SeriesKey<'_>],
+        known: &[Known],
+        device_ids: &[i64],
+        series_ids: &[i64],
+    ) {
+        self.remember(
+            series
+                .iter()
+                .zip(known)
+                .zip(device_ids.iter().zip(series_ids))
+                .filter(|((_, k), _)| k.series.is_none())
+                .map(|((s, _), (&device, &series))| (s.device, device, s.path.as_str(), series)),
+        );
+    }
+
     /// Remembers committed ids: `(device, device id, path, series id)`.
     pub(crate) fn remember<'a>(
         &self,

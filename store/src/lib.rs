@@ -172,6 +172,17 @@ pub struct WriteReport {
     pub duplicates: u64,
 }
 
+impl WriteReport {
+    /// The report of a batch of `total` samples of which `written` were new.
+    pub fn of(total: usize, written: u64) -> Self {
+        let total = u64::try_from(total).unwrap_or(u64::MAX);
+        Self {
+            written,
+            duplicates: total.saturating_sub(written),
+        }
+    }
+}
+
 /// The storage port. Implementations are cheap to share (`Arc<dyn Store>`).
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {

@@ -319,20 +319,9 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
 
-        self.ids.remember(
-            batch
-                .series
-                .iter()
-                .zip(&known)
-                .zip(device_ids.iter().zip(&series_ids))
-                .filter(|((_, k), _)| k.series.is_none())
-                .map(|((s, _), (&device, &series))| (s.device, device, s.path.as_str(), series)),
-        );
-        let total = u64::try_from(samples.len()).unwrap_or(u64::MAX);
-        Ok(WriteReport {
-            written,
-            duplicates: total.saturating_sub(written),
-        })
+        self.ids
+            .remember_resolved(&batch.series, &known, &device_ids, &series_ids);
+        Ok(WriteReport::of(samples.len(), written))
     }
 
     async fn record_health_batch(&self, reports: &[HealthReport], at: TimestampNs) -> Result<()> {
