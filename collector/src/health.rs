@@ -177,7 +177,9 @@ pub struct Observed {
 struct Tracked {
     path: Path,
     interval_ns: i64,
-    last: HashMap<Path, TimestampNs>,
+    /// Last timestamp of each leaf, with a fast (non-DoS-resistant) hasher: the keys are
+    /// the device's own leaves, looked up once per sample.
+    last: HashMap<Path, TimestampNs, foldhash::fast::RandomState>,
     health: SubscriptionHealth,
 }
 
@@ -223,7 +225,7 @@ impl Completeness {
                 },
                 path,
                 interval_ns: interval.as_nanos() as i64,
-                last: HashMap::new(),
+                last: HashMap::default(),
             });
         }
         Self { tracked }
@@ -235,15 +237,20 @@ impl Completeness {
             return Observed::default();
         };
         t.health.received += 1;
-        let observed = match t.last.get(path) {
-            None => Observed {
-                expected: 1,
-                missing: 0,
-            },
+        // One lookup per sample; the path is cloned only the first time a leaf is seen.
+        let observed = match t.last.get_mut(path) {
+            None => {
+                t.last.insert(path.clone(), ts);
+                Observed {
+                    expected: 1,
+                    missing: 0,
+                }
+            }
             // A repeat or an older sample: received, but no new interval has passed.
-            Some(&last) if ts <= last => Observed::default(),
-            Some(&last) => {
-                let dt = ts - last;
+            Some(last) if ts <= *last => Observed::default(),
+            Some(last) => {
+                let dt = ts - *last;
+                *last = ts;
                 let intervals = ((dt + t.interval_ns / 2) / t.interval_ns).max(1) as u64;
                 Observed {
                     expected: intervals,
@@ -251,9 +258,6 @@ impl Completeness {
                 }
             }
         };
-        if ts > t.last.get(path).copied().unwrap_or(i64::MIN) {
-            t.last.insert(path.clone(), ts);
-        }
         t.health.expected += observed.expected;
         t.health.missing += observed.missing;
         if observed.missing > 0 {

@@ -73,6 +73,12 @@ pub struct CollectorConfig {
     pub keepalive_interval: Duration,
     /// How long a keepalive ping may stay unanswered.
     pub keepalive_timeout: Duration,
+    /// HTTP/2 receive window of a Subscribe stream, in bytes: at most this much a device
+    /// may send ahead of a session that is blocked on a full queue, so what is buffered
+    /// per session under overload is bounded (the tonic/hyper defaults are larger).
+    pub stream_window: u32,
+    /// HTTP/2 receive window of a device's connection, in bytes (one stream each).
+    pub connection_window: u32,
     /// A stream silent for this many of its longest sample (or heartbeat) interval is
     /// torn down and reopened.
     pub idle_intervals: u32,
@@ -104,6 +110,8 @@ impl Default for CollectorConfig {
             max_message_bytes: 16 * 1024 * 1024,
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
+            stream_window: 1024 * 1024,
+            connection_window: 1024 * 1024,
             idle_intervals: 3,
             min_idle: Duration::from_secs(15),
             secrets_dir: None,

@@ -94,10 +94,13 @@ async fn flush(
     }
     let mut by_device: BTreeMap<DeviceKey, Vec<Sample>> = BTreeMap::new();
     for sample in batch.drain(..) {
-        by_device
-            .entry(sample.device.clone())
-            .or_default()
-            .push(sample);
+        // The device key is cloned once per device, not once per sample.
+        match by_device.get_mut(&sample.device) {
+            Some(samples) => samples.push(sample),
+            None => {
+                by_device.insert(sample.device.clone(), vec![sample]);
+            }
+        }
     }
     for (device, samples) in by_device {
         bus.publish(BusMessage::Samples { device, samples });

@@ -76,7 +76,9 @@ pub fn target(spec: &DeviceSpec, config: &CollectorConfig) -> Result<Target, Str
         .tcp_nodelay(true)
         .http2_keep_alive_interval(config.keepalive_interval)
         .keep_alive_timeout(config.keepalive_timeout)
-        .keep_alive_while_idle(true);
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(config.stream_window)
+        .initial_connection_window_size(config.connection_window);
     if !spec.gnmi.insecure {
         let tls_spec = spec.gnmi.tls.clone().unwrap_or_default();
         let server_name = tls_spec

@@ -4,7 +4,7 @@ use std::fmt;
 
 use model::{DeviceKey, Path, Sample, Value};
 
-use crate::{gnmi, path, value};
+use crate::{gnmi, value};
 
 /// What a notification decodes to: its samples, and what could not be read.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,10 +51,12 @@ impl fmt::Display for DecodeError {
 /// sample at its path, which may be a leaf or a whole subtree (a list entry, usually).
 /// Whatever cannot be read becomes a [`DecodeError`] and the rest is still decoded.
 pub fn decode_notification(device: &DeviceKey, n: &gnmi::Notification) -> Decoded {
-    let mut leaves: Vec<(Path, Value)> = Vec::new();
+    let mut leaves: Vec<(Path, Value)> = Vec::with_capacity(n.update.len() + n.delete.len());
     let mut errors = Vec::new();
+    // The prefix is read once per notification, not once per update.
+    let prefix = n.prefix.as_ref().map(Path::try_from).transpose();
     for update in &n.update {
-        let path = match path::full_path(n.prefix.as_ref(), update.path.as_ref()) {
+        let path = match joined(&prefix, update.path.as_ref()) {
             Ok(path) => path,
             Err(e) => {
                 errors.push(path_error(e));
@@ -63,13 +65,13 @@ pub fn decode_notification(device: &DeviceKey, n: &gnmi::Notification) -> Decode
         };
         #[allow(deprecated)]
         match (&update.val, &update.value) {
-            (Some(typed), _) => value::leaves(&path, typed, &mut leaves, &mut errors),
+            (Some(typed), _) => value::leaves(path, typed, &mut leaves, &mut errors),
             (None, Some(legacy)) => value::legacy_leaves(&path, legacy, &mut leaves, &mut errors),
             (None, None) => errors.push(DecodeError::new(&path, "update without a value")),
         }
     }
     for delete in &n.delete {
-        match path::full_path(n.prefix.as_ref(), Some(delete)) {
+        match joined(&prefix, Some(delete)) {
             Ok(path) => leaves.push((path, Value::Deleted)),
             Err(e) => errors.push(path_error(e)),
         }
@@ -84,6 +86,37 @@ pub fn decode_notification(device: &DeviceKey, n: &gnmi::Notification) -> Decode
         })
         .collect();
     Decoded { samples, errors }
+}
+
+/// [`crate::path::full_path`] with the prefix already read: the same result and errors.
+fn joined(
+    prefix: &Result<Option<Path>, crate::Error>,
+    path: Option<&gnmi::Path>,
+) -> Result<Path, crate::Error> {
+    let prefix = match prefix {
+        Ok(prefix) => prefix.as_ref(),
+        Err(e) => return Err(e.clone()),
+    };
+    let Some(path) = path else {
+        return Ok(prefix.cloned().unwrap_or_default());
+    };
+    let path = Path::try_from(path)?;
+    Ok(match prefix {
+        None => path,
+        Some(prefix) => {
+            let mut joined = Path {
+                origin: if path.origin.is_empty() {
+                    prefix.origin.clone()
+                } else {
+                    path.origin
+                },
+                elems: Vec::with_capacity(prefix.elems.len() + path.elems.len()),
+            };
+            joined.elems.extend(prefix.elems.iter().cloned());
+            joined.elems.extend(path.elems);
+            joined
+        }
+    })
 }
 
 /// The error of an unreadable update or delete path (or prefix), shown as sent.

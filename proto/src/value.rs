@@ -21,14 +21,14 @@ const PROTO_BYTES_UNSUPPORTED: &str =
 /// `json_ietf_val` are flattened into one leaf per path ([`crate::json`]). `proto_bytes`
 /// and a missing value are errors.
 pub(crate) fn leaves(
-    path: &Path,
+    path: Path,
     typed: &gnmi::TypedValue,
     out: &mut Vec<(Path, Value)>,
     errors: &mut Vec<DecodeError>,
 ) {
     let decoded = match &typed.value {
-        Some(Tv::JsonVal(bytes)) => return json::flatten(path, bytes, false, out, errors),
-        Some(Tv::JsonIetfVal(bytes)) => return json::flatten(path, bytes, true, out, errors),
+        Some(Tv::JsonVal(bytes)) => return json::flatten(&path, bytes, false, out, errors),
+        Some(Tv::JsonIetfVal(bytes)) => return json::flatten(&path, bytes, true, out, errors),
         Some(Tv::LeaflistVal(array)) => array
             .element
             .iter()
@@ -40,8 +40,8 @@ pub(crate) fn leaves(
         Some(_) => scalar(typed),
     };
     match decoded {
-        Ok(value) => out.push((path.clone(), value)),
-        Err(reason) => errors.push(DecodeError::new(path, reason)),
+        Ok(value) => out.push((path, value)),
+        Err(reason) => errors.push(DecodeError::new(&path, reason)),
     }
 }
 
@@ -117,7 +117,7 @@ pub fn to_value(typed: &gnmi::TypedValue) -> Option<Value> {
     let root = Path::default();
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    leaves(&root, typed, &mut out, &mut errors);
+    leaves(root.clone(), typed, &mut out, &mut errors);
     match (out.pop(), out.is_empty() && errors.is_empty()) {
         (Some((path, value)), true) if path == root => Some(value),
         _ => None,
@@ -201,7 +201,7 @@ mod tests {
     fn decode(typed: &gnmi::TypedValue) -> Result<Value, String> {
         let mut out = Vec::new();
         let mut errors = Vec::new();
-        leaves(&Path::default(), typed, &mut out, &mut errors);
+        leaves(Path::default(), typed, &mut out, &mut errors);
         match (out.as_slice(), errors.as_slice()) {
             ([(_, v)], []) => Ok(v.clone()),
             ([], [e]) => Err(e.reason.clone()),
