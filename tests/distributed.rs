@@ -73,12 +73,7 @@ async fn collector_and_web_processes_share_only_postgres_and_redis() {
     let text = read_sse(&format!("{base}/devices/sim-0002/live"), "samples", 2).await;
     assert!(text.contains("\"live\":true"), "{text}");
     assert!(text.contains("in-octets"), "{text}");
-    let web_metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let web_metrics = common::get_text(&format!("{base}/metrics")).await;
     assert!(
         web_metrics.contains("netpulse_bus_connected 1"),
         "{web_metrics}"
@@ -88,12 +83,7 @@ async fn collector_and_web_processes_share_only_postgres_and_redis() {
         "the web process must not be collecting"
     );
 
-    let collector_metrics = reqwest::get(format!("{collector_base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let collector_metrics = common::get_text(&format!("{collector_base}/metrics")).await;
     for name in [
         "netpulse_collector_samples_written_total",
         "netpulse_collector_samples_expected_total",
@@ -139,12 +129,7 @@ async fn collector_and_web_processes_share_only_postgres_and_redis() {
             .any(|s| s["expected"].as_u64() > Some(0) && s["intervalMs"].as_u64() > Some(0)),
         "{health}"
     );
-    let page = reqwest::get(format!("{base}/devices/sim-0001"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = common::get_text(&format!("{base}/devices/sim-0001")).await;
     assert!(page.contains("encoding proto"), "{page}");
     assert!(page.contains("% complete</span>"), "{page}");
 

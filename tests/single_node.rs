@@ -86,19 +86,9 @@ async fn single_node_collects_stores_and_serves_live_data() {
     assert_eq!(stored["encoding"], "proto", "{stored}");
 
     // The device page renders a chart per interface.
-    let page = reqwest::get(format!("{base}/devices/sim-0001"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = common::get_text(&format!("{base}/devices/sim-0001")).await;
     assert!(page.contains(r#"<svg id="chart-Ethernet1""#), "{page}");
-    let index = reqwest::get(format!("{base}/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let index = common::get_text(&format!("{base}/")).await;
     assert!(index.contains("unreachable"), "{index}");
 
     // The live stream delivers new samples again and again, with their ids.
@@ -125,12 +115,7 @@ async fn single_node_collects_stores_and_serves_live_data() {
     );
 
     // The dead device is retried, not given up on.
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(&format!("{base}/metrics")).await;
     assert!(metrics.contains("netpulse_collector_sessions"), "{metrics}");
     let connects = |m: &str| {
         m.lines()

@@ -125,6 +125,16 @@ where
     }
 }
 
+/// The body of a successful-or-not GET as text; panics if the server does not answer.
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} body: {e}"))
+}
+
 pub async fn get_json(url: &str) -> Option<serde_json::Value> {
     let res = reqwest::get(url).await.ok()?;
     if !res.status().is_success() {
