@@ -8,7 +8,7 @@
 //! driver restarts the simulator) and prints the time until all are synced again.
 //!
 //! `decode` fetches real Subscribe responses from one simulated device, encodes them back
-//! to bytes once, and times `prost::Message::decode` and `proto::decode_notification` on
+//! to bytes once, and times `prost::Message::decode` and `proto::decode_notification_cached` on
 //! them in a loop on one thread: the decode ceiling to compare `collect` with.
 //!
 //! CPU is read from `/proc` (USER_HZ = 100 on Linux), so nothing here is a test and no
@@ -29,6 +29,10 @@ use prost::Message;
 use proto::gnmi;
 use store::{DeviceInfo, DeviceSummary, Point, SeriesSummary, Store, WriteReport};
 use tokio_util::sync::CancellationToken;
+
+/// The same allocator as the `netpulse` binary, so the harness measures what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Linux USER_HZ: the unit of utime/stime in `/proc/*/stat`.
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -464,7 +468,9 @@ async fn decode(file: PathBuf, seconds: u64) -> anyhow::Result<()> {
     let prost_cpu = cpu_seconds(thread_stat)? - cpu0;
     let prost_rate = (rounds * updates_per_round) as f64 / prost_cpu;
 
-    // 2. decode_notification only (messages decoded once beforehand).
+    // 2. decode_notification only (messages decoded once beforehand), with a path cache
+    // kept across rounds, as the collector keeps one.
+    let mut paths = proto::PathCache::new(1 << 18);
     let notifications: Vec<&gnmi::Notification> = responses
         .iter()
         .filter_map(|r| match &r.response {
@@ -477,7 +483,9 @@ async fn decode(file: PathBuf, seconds: u64) -> anyhow::Result<()> {
     let started = Instant::now();
     while started.elapsed() < budget {
         for n in &notifications {
-            sink += proto::decode_notification(&device, n).samples.len();
+            sink += proto::decode_notification_cached(&device, n, &mut paths)
+                .samples
+                .len();
         }
         convert_rounds += 1;
     }
@@ -492,7 +500,9 @@ async fn decode(file: PathBuf, seconds: u64) -> anyhow::Result<()> {
         for bytes in &encoded {
             let r = gnmi::SubscribeResponse::decode(bytes.as_slice())?;
             if let Some(gnmi::subscribe_response::Response::Update(n)) = &r.response {
-                sink += proto::decode_notification(&device, n).samples.len();
+                sink += proto::decode_notification_cached(&device, n, &mut paths)
+                    .samples
+                    .len();
             }
         }
         both_rounds += 1;

@@ -45,8 +45,9 @@ mod tests {
             samples: vec![Sample {
                 device,
                 path: "/interfaces/interface[name=e1]/state/counters/in-octets"
-                    .parse()
-                    .unwrap(),
+                    .parse::<model::Path>()
+                    .unwrap()
+                    .into(),
                 ts: 1_700_000_000_000_000_000,
                 value: Value::Uint(42),
             }],
@@ -82,7 +83,7 @@ mod tests {
                 .into_iter()
                 .map(|value| Sample {
                     device: device.clone(),
-                    path: "/a".parse().unwrap(),
+                    path: "/a".parse::<model::Path>().unwrap().into(),
                     ts: 1,
                     value,
                 })

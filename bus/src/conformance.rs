@@ -30,8 +30,9 @@ fn samples(device: &str, n: u64) -> BusMessage {
             .map(|i| Sample {
                 device: device.clone(),
                 path: "/interfaces/interface[name=e1]/state/counters/in-octets"
-                    .parse()
-                    .unwrap(),
+                    .parse::<model::Path>()
+                    .unwrap()
+                    .into(),
                 ts: 1_000 + i as i64,
                 value: Value::Uint(i),
             })

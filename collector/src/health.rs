@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use crds::{DeviceSpec, SubscriptionMode};
 use model::{DeviceKey, DeviceState, Path, TimestampNs};
+use proto::LeafId;
 use serde::Serialize;
 
 /// Counters of one SAMPLE subscription.
@@ -177,16 +178,27 @@ pub struct Observed {
 struct Tracked {
     path: Path,
     interval_ns: i64,
-    /// Last timestamp of each leaf, with a fast (non-DoS-resistant) hasher: the keys are
-    /// the device's own leaves, looked up once per sample.
-    last: HashMap<Path, TimestampNs, foldhash::fast::RandomState>,
     health: SubscriptionHealth,
 }
+
+/// What completeness remembers of one leaf: the subscription covering it (found once,
+/// when the leaf is first seen) and its last timestamp.
+#[derive(Debug, Clone, Copy)]
+struct Leaf {
+    tracked: Option<u32>,
+    last: TimestampNs,
+}
+
+/// Most leaves remembered per device; past it, counting starts over (each leaf's next
+/// sample counts as its first), so a device whose paths never repeat cannot grow this.
+const MAX_LEAVES: usize = 65_536;
 
 /// Completeness of a device's SAMPLE subscriptions.
 #[derive(Debug, Default)]
 pub struct Completeness {
     tracked: Vec<Tracked>,
+    /// Leaves by id (already a hash: a fast hasher is enough).
+    leaves: HashMap<LeafId, Leaf, foldhash::fast::RandomState>,
 }
 
 impl Completeness {
@@ -197,7 +209,7 @@ impl Completeness {
     pub fn new(spec: &DeviceSpec, sampled_instead: Option<std::time::Duration>) -> Self {
         let mut tracked = Vec::new();
         if !spec.gnmi.mode.is_stream() {
-            return Self { tracked };
+            return Self::default();
         }
         for s in &spec.gnmi.subscriptions {
             if s.suppress_redundant {
@@ -225,43 +237,64 @@ impl Completeness {
                 },
                 path,
                 interval_ns: interval.as_nanos() as i64,
-                last: HashMap::default(),
             });
         }
-        Self { tracked }
+        Self {
+            tracked,
+            leaves: HashMap::default(),
+        }
     }
 
-    /// Counts one sample of `path` taken at `ts` against the first subscription covering it.
-    pub fn observe(&mut self, path: &Path, ts: TimestampNs) -> Observed {
-        let Some(t) = self.tracked.iter_mut().find(|t| covers(&t.path, path)) else {
+    /// Counts one sample of `path` (whose [`LeafId`] is `id`) taken at `ts` against the
+    /// first subscription covering it.
+    pub fn observe(&mut self, id: LeafId, path: &Path, ts: TimestampNs) -> Observed {
+        if self.tracked.is_empty() {
             return Observed::default();
-        };
-        t.health.received += 1;
-        // One lookup per sample; the path is cloned only the first time a leaf is seen.
-        let observed = match t.last.get_mut(path) {
+        }
+        let (t, observed) = match self.leaves.get_mut(&id) {
             None => {
-                t.last.insert(path.clone(), ts);
-                Observed {
+                if self.leaves.len() >= MAX_LEAVES {
+                    self.leaves.clear();
+                }
+                let tracked = self
+                    .tracked
+                    .iter()
+                    .position(|t| covers(&t.path, path))
+                    .map(|i| i as u32);
+                self.leaves.insert(id, Leaf { tracked, last: ts });
+                let first = Observed {
                     expected: 1,
                     missing: 0,
-                }
+                };
+                (tracked, first)
             }
+            Some(Leaf { tracked: None, .. }) => return Observed::default(),
             // A repeat or an older sample: received, but no new interval has passed.
-            Some(last) if ts <= *last => Observed::default(),
-            Some(last) => {
-                let dt = ts - *last;
-                *last = ts;
-                let intervals = ((dt + t.interval_ns / 2) / t.interval_ns).max(1) as u64;
-                Observed {
+            Some(leaf) if ts <= leaf.last => (leaf.tracked, Observed::default()),
+            Some(leaf) => {
+                let dt = ts - leaf.last;
+                leaf.last = ts;
+                let Some(i) = leaf.tracked else {
+                    return Observed::default();
+                };
+                let interval_ns = self.tracked[i as usize].interval_ns;
+                let intervals = ((dt + interval_ns / 2) / interval_ns).max(1) as u64;
+                let seen = Observed {
                     expected: intervals,
                     missing: intervals - 1,
-                }
+                };
+                (Some(i), seen)
             }
         };
-        t.health.expected += observed.expected;
-        t.health.missing += observed.missing;
+        let Some(i) = t else {
+            return Observed::default();
+        };
+        let health = &mut self.tracked[i as usize].health;
+        health.received += 1;
+        health.expected += observed.expected;
+        health.missing += observed.missing;
         if observed.missing > 0 {
-            t.health.gaps += 1;
+            health.gaps += 1;
         }
         observed
     }
@@ -328,14 +361,15 @@ mod tests {
             None,
         );
         let leaf = p("/a[name=x]/b");
-        assert_eq!(c.observe(&leaf, 100 * S).expected, 1);
+        let id = proto::leaf_id(&leaf);
+        assert_eq!(c.observe(id, &leaf, 100 * S).expected, 1);
         // On time, a little jitter, then three intervals silent (two missing).
-        assert_eq!(c.observe(&leaf, 110 * S).missing, 0);
-        assert_eq!(c.observe(&leaf, 121 * S).missing, 0);
-        let gap = c.observe(&leaf, 151 * S);
+        assert_eq!(c.observe(id, &leaf, 110 * S).missing, 0);
+        assert_eq!(c.observe(id, &leaf, 121 * S).missing, 0);
+        let gap = c.observe(id, &leaf, 151 * S);
         assert_eq!((gap.expected, gap.missing), (3, 2));
         // A repeated timestamp is neither expected nor missing.
-        assert_eq!(c.observe(&leaf, 151 * S), Observed::default());
+        assert_eq!(c.observe(id, &leaf, 151 * S), Observed::default());
         let r = &c.report()[0];
         assert_eq!(
             (r.expected, r.received, r.missing, r.gaps),
@@ -343,7 +377,28 @@ mod tests {
             "{r:?}"
         );
         // Paths outside every subscription are ignored.
-        assert_eq!(c.observe(&p("/other"), 1), Observed::default());
+        let other = p("/other");
+        let other_id = proto::leaf_id(&other);
+        assert_eq!(c.observe(other_id, &other, 1), Observed::default());
+        assert_eq!(c.observe(other_id, &other, 2 * S), Observed::default());
+        assert_eq!(c.report()[0].received, 5);
+    }
+
+    #[test]
+    fn leaves_are_bounded_and_counting_starts_over_past_the_bound() {
+        let mut c = Completeness::new(
+            &spec(vec![crds::Subscription::sample("/a[name=*]", "10s")]),
+            None,
+        );
+        for i in 0..MAX_LEAVES + 10 {
+            let leaf = p(&format!("/a[name=x{i}]/b"));
+            c.observe(proto::leaf_id(&leaf), &leaf, S);
+            assert!(c.leaves.len() <= MAX_LEAVES);
+        }
+        // The first leaf was forgotten at the overflow: its next sample is a first one.
+        let first = p("/a[name=x0]/b");
+        let again = c.observe(proto::leaf_id(&first), &first, 100 * S);
+        assert_eq!((again.expected, again.missing), (1, 0));
     }
 
     #[test]

@@ -165,6 +165,7 @@ pub async fn run(
     ));
     let reporter = session::Reporter::new(store, bus, metrics.clone(), health);
     let connects = Arc::new(Semaphore::new(config.max_concurrent_connects.max(1)));
+    let paths = session::shared_paths();
     let mut sessions = JoinSet::new();
     for device in devices.into_iter().filter(|d| d.spec.gnmi.enabled) {
         sessions.spawn(session::run(
@@ -172,6 +173,7 @@ pub async fn run(
             tx.clone(),
             reporter.clone(),
             connects.clone(),
+            paths.clone(),
             config.clone(),
             shutdown.clone(),
         ));

@@ -17,8 +17,8 @@ use crds::SubscribeMode;
 use crds::devices_file::DeviceEntry;
 use model::{DeviceEvent, DeviceKey, DeviceState, Sample};
 use prost::Message as _;
-use proto::gnmi;
 use proto::gnmi::g_nmi_client::GNmiClient;
+use proto::{PathCache, gnmi};
 use store::Store;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
@@ -166,6 +166,7 @@ struct Session {
     /// A note on the encoding, when it is not the one the Device prefers.
     encoding_note: Option<String>,
     completeness: Completeness,
+    paths: SharedPaths,
     bytes: u64,
 }
 
@@ -175,6 +176,7 @@ pub async fn run(
     tx: mpsc::Sender<Vec<Sample>>,
     reporter: Reporter,
     connects: Arc<Semaphore>,
+    paths: SharedPaths,
     config: CollectorConfig,
     shutdown: CancellationToken,
 ) {
@@ -191,6 +193,7 @@ pub async fn run(
         quirks: Vec::new(),
         encoding_note: None,
         completeness,
+        paths,
         bytes: 0,
     };
     session.supervise().instrument(span).await;
@@ -494,13 +497,14 @@ impl Session {
             match message.response {
                 Some(Response::Update(notification)) => {
                     self.metrics().notifications.inc();
-                    let samples = samples_from(self.name(), &notification, self.metrics());
+                    let decoded = decode(self.name(), &notification, &self.paths, self.metrics());
                     let (mut expected, mut missing) = (0, 0);
-                    for s in &samples {
-                        let o = self.completeness.observe(&s.path, s.ts);
+                    for (s, id) in decoded.samples.iter().zip(decoded.ids) {
+                        let o = self.completeness.observe(id, &s.path, s.ts);
                         expected += o.expected;
                         missing += o.missing;
                     }
+                    let samples = decoded.samples;
                     self.metrics().samples_expected.inc_by(expected);
                     self.metrics().samples_missing.inc_by(missing);
                     window.add(expected, missing);
@@ -641,20 +645,41 @@ fn missing_note(expected: u64, missing: u64, window: Duration) -> Option<String>
     })
 }
 
-/// Turns one notification into samples; what cannot be read is counted and logged.
-fn samples_from(
+/// Leaf paths shared by every session of a collector: devices of a fleet send mostly the
+/// same paths, so one cache holds each path once for all of them.
+pub type SharedPaths = Arc<Mutex<PathCache>>;
+
+/// Most paths the shared cache holds (about 0.5 KiB each): well above the distinct paths
+/// of a large fleet; a fleet beyond it still works, with the cache starting over.
+pub const SHARED_PATHS_LIMIT: usize = 1 << 18;
+
+/// A new, empty [`SharedPaths`].
+pub fn shared_paths() -> SharedPaths {
+    Arc::new(Mutex::new(PathCache::new(SHARED_PATHS_LIMIT)))
+}
+
+/// Decodes one notification; what cannot be read is counted and logged.
+fn decode(
     device: &DeviceKey,
     notification: &gnmi::Notification,
+    paths: &SharedPaths,
     metrics: &CollectorMetrics,
-) -> Vec<Sample> {
-    let decoded = proto::decode_notification(device, notification);
+) -> proto::Decoded {
+    let decoded = {
+        // A poisoned lock only means another session panicked mid-lookup; the cache
+        // holds no invariant a half-done lookup can break.
+        let mut cache = paths
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        proto::decode_notification_cached(device, notification, &mut cache)
+    };
     if !decoded.errors.is_empty() {
         metrics.samples_invalid.inc_by(decoded.errors.len() as u64);
         for error in &decoded.errors {
             tracing::debug!(%error, "Unreadable part of a notification skipped");
         }
     }
-    decoded.samples
+    decoded
 }
 
 #[cfg(test)]

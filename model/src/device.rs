@@ -1,6 +1,7 @@
 //! Device identity and state.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,9 +14,10 @@ const MAX_NAME_LEN: usize = 253;
 ///
 /// Same rules as a Kubernetes object name (lowercase letters, digits, `-` and `.`, starting
 /// and ending with an alphanumeric), so a `Device` resource name is always a valid key.
+/// Cloning is cheap (a shared string): every sample carries its device's key.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct DeviceKey(String);
+pub struct DeviceKey(Arc<str>);
 
 /// Why a string is not a valid device name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,7 +51,7 @@ impl DeviceKey {
         };
         match reason {
             Some(reason) => Err(DeviceKeyError { name, reason }),
-            None => Ok(Self(name)),
+            None => Ok(Self(name.into())),
         }
     }
 
@@ -74,7 +76,7 @@ impl TryFrom<String> for DeviceKey {
 
 impl From<DeviceKey> for String {
     fn from(key: DeviceKey) -> Self {
-        key.0
+        key.0.to_string()
     }
 }
 

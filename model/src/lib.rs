@@ -5,6 +5,8 @@
 //! that does IO (no tokio, no sqlx, no tonic) and must not read the clock; callers pass
 //! timestamps in.
 
+use std::sync::Arc;
+
 mod device;
 mod path;
 mod value;
@@ -21,8 +23,9 @@ pub type TimestampNs = i64;
 pub struct Sample {
     /// Device that reported the value.
     pub device: DeviceKey,
-    /// Canonical path of the leaf.
-    pub path: Path,
+    /// Canonical path of the leaf, shared: a collector hands out one `Arc` per leaf it has
+    /// seen, so a sample costs no path allocation.
+    pub path: Arc<Path>,
     /// Device timestamp of the observation, ns since the epoch.
     pub ts: TimestampNs,
     /// The observed value.

@@ -9,12 +9,14 @@
 //! This crate does no IO of its own beyond what tonic's generated transport code offers
 //! to callers, and must not depend on any role crate (collector, web, simulator, ...).
 
+mod cache;
 pub mod json;
 mod notification;
 mod path;
 mod value;
 
-pub use notification::{DecodeError, Decoded, decode_notification};
+pub use cache::{LeafId, PathCache, leaf_id};
+pub use notification::{DecodeError, Decoded, decode_notification, decode_notification_cached};
 pub use path::full_path;
 pub use value::{to_typed_value, to_value};
 

@@ -1,9 +1,11 @@
 //! `gnmi::Notification` -> samples: the one decoding entry point collectors use.
 
 use std::fmt;
+use std::sync::Arc;
 
 use model::{DeviceKey, Path, Sample, Value};
 
+use crate::cache::{LeafId, PathCache};
 use crate::{gnmi, value};
 
 /// What a notification decodes to: its samples, and what could not be read.
@@ -12,11 +14,12 @@ pub struct Decoded {
     /// One sample per leaf of every readable update, then one [`Value::Deleted`] sample
     /// per readable delete, all with the notification's timestamp.
     pub samples: Vec<Sample>,
+    /// The [`LeafId`] of each sample's path, in the same order.
+    pub ids: Vec<LeafId>,
     /// One error per update or delete whose path cannot be read, per update without a
     /// readable value, and per unreadable part of a JSON value (see [`crate::json`]).
     pub errors: Vec<DecodeError>,
 }
-
 /// Why part of a notification could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct DecodeError {
@@ -51,13 +54,23 @@ impl fmt::Display for DecodeError {
 /// sample at its path, which may be a leaf or a whole subtree (a list entry, usually).
 /// Whatever cannot be read becomes a [`DecodeError`] and the rest is still decoded.
 pub fn decode_notification(device: &DeviceKey, n: &gnmi::Notification) -> Decoded {
-    let mut leaves: Vec<(Path, Value)> = Vec::with_capacity(n.update.len() + n.delete.len());
+    decode_notification_cached(device, n, &mut PathCache::new(0))
+}
+
+/// [`decode_notification`] with the device's [`PathCache`]: the same result, but a leaf
+/// path seen before is shared rather than rebuilt (what collectors use per session).
+pub fn decode_notification_cached(
+    device: &DeviceKey,
+    n: &gnmi::Notification,
+    cache: &mut PathCache,
+) -> Decoded {
+    let mut leaves: Vec<(Arc<Path>, LeafId, Value)> =
+        Vec::with_capacity(n.update.len() + n.delete.len());
     let mut errors = Vec::new();
-    // The prefix is read once per notification, not once per update.
-    let prefix = n.prefix.as_ref().map(Path::try_from).transpose();
+    let prefix = n.prefix.as_ref();
     for update in &n.update {
-        let path = match joined(&prefix, update.path.as_ref()) {
-            Ok(path) => path,
+        let (path, id) = match cache.full_path(prefix, update.path.as_ref()) {
+            Ok(found) => found,
             Err(e) => {
                 errors.push(path_error(e));
                 continue;
@@ -65,58 +78,35 @@ pub fn decode_notification(device: &DeviceKey, n: &gnmi::Notification) -> Decode
         };
         #[allow(deprecated)]
         match (&update.val, &update.value) {
-            (Some(typed), _) => value::leaves(path, typed, &mut leaves, &mut errors),
-            (None, Some(legacy)) => value::legacy_leaves(&path, legacy, &mut leaves, &mut errors),
+            (Some(typed), _) => value::leaves(path, id, typed, &mut leaves, &mut errors),
+            (None, Some(legacy)) => {
+                value::legacy_leaves(path, id, legacy, &mut leaves, &mut errors);
+            }
             (None, None) => errors.push(DecodeError::new(&path, "update without a value")),
         }
     }
     for delete in &n.delete {
-        match joined(&prefix, Some(delete)) {
-            Ok(path) => leaves.push((path, Value::Deleted)),
+        match cache.full_path(prefix, Some(delete)) {
+            Ok((path, id)) => leaves.push((path, id, Value::Deleted)),
             Err(e) => errors.push(path_error(e)),
         }
     }
-    let samples = leaves
-        .into_iter()
-        .map(|(path, value)| Sample {
+    let mut samples = Vec::with_capacity(leaves.len());
+    let mut ids = Vec::with_capacity(leaves.len());
+    for (path, id, value) in leaves {
+        ids.push(id);
+        samples.push(Sample {
             device: device.clone(),
             path,
             ts: n.timestamp,
             value,
-        })
-        .collect();
-    Decoded { samples, errors }
-}
-
-/// [`crate::path::full_path`] with the prefix already read: the same result and errors.
-fn joined(
-    prefix: &Result<Option<Path>, crate::Error>,
-    path: Option<&gnmi::Path>,
-) -> Result<Path, crate::Error> {
-    let prefix = match prefix {
-        Ok(prefix) => prefix.as_ref(),
-        Err(e) => return Err(e.clone()),
-    };
-    let Some(path) = path else {
-        return Ok(prefix.cloned().unwrap_or_default());
-    };
-    let path = Path::try_from(path)?;
-    Ok(match prefix {
-        None => path,
-        Some(prefix) => {
-            let mut joined = Path {
-                origin: if path.origin.is_empty() {
-                    prefix.origin.clone()
-                } else {
-                    path.origin
-                },
-                elems: Vec::with_capacity(prefix.elems.len() + path.elems.len()),
-            };
-            joined.elems.extend(prefix.elems.iter().cloned());
-            joined.elems.extend(path.elems);
-            joined
-        }
-    })
+        });
+    }
+    Decoded {
+        samples,
+        ids,
+        errors,
+    }
 }
 
 /// The error of an unreadable update or delete path (or prefix), shown as sent.

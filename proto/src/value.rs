@@ -1,9 +1,12 @@
 //! `gnmi::TypedValue` <-> `model::Value`.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use model::{MAX_DECIMAL_PRECISION, Path, Value};
 
+use crate::cache::{LeafId, leaf_id};
 use crate::gnmi::{self, Encoding, typed_value::Value as Tv};
 use crate::json;
 use crate::notification::DecodeError;
@@ -21,14 +24,15 @@ const PROTO_BYTES_UNSUPPORTED: &str =
 /// `json_ietf_val` are flattened into one leaf per path ([`crate::json`]). `proto_bytes`
 /// and a missing value are errors.
 pub(crate) fn leaves(
-    path: Path,
+    path: Arc<Path>,
+    id: LeafId,
     typed: &gnmi::TypedValue,
-    out: &mut Vec<(Path, Value)>,
+    out: &mut Vec<(Arc<Path>, LeafId, Value)>,
     errors: &mut Vec<DecodeError>,
 ) {
     let decoded = match &typed.value {
-        Some(Tv::JsonVal(bytes)) => return json::flatten(&path, bytes, false, out, errors),
-        Some(Tv::JsonIetfVal(bytes)) => return json::flatten(&path, bytes, true, out, errors),
+        Some(Tv::JsonVal(bytes)) => return flatten(&path, bytes, false, out, errors),
+        Some(Tv::JsonIetfVal(bytes)) => return flatten(&path, bytes, true, out, errors),
         Some(Tv::LeaflistVal(array)) => array
             .element
             .iter()
@@ -40,23 +44,40 @@ pub(crate) fn leaves(
         Some(_) => scalar(typed),
     };
     match decoded {
-        Ok(value) => out.push((path, value)),
+        Ok(value) => out.push((path, id, value)),
         Err(reason) => errors.push(DecodeError::new(&path, reason)),
     }
+}
+
+/// The leaves of a JSON value: new paths below `path`, each with its own id.
+fn flatten(
+    path: &Path,
+    bytes: &[u8],
+    ietf: bool,
+    out: &mut Vec<(Arc<Path>, LeafId, Value)>,
+    errors: &mut Vec<DecodeError>,
+) {
+    let mut flat = Vec::new();
+    json::flatten(path, bytes, ietf, &mut flat, errors);
+    out.extend(flat.into_iter().map(|(path, value)| {
+        let id = leaf_id(&path);
+        (Arc::new(path), id, value)
+    }));
 }
 
 /// The leaves of the deprecated `Update.value` old targets send: bytes plus an encoding.
 #[allow(deprecated)]
 pub(crate) fn legacy_leaves(
-    path: &Path,
+    path: Arc<Path>,
+    id: LeafId,
     legacy: &gnmi::Value,
-    out: &mut Vec<(Path, Value)>,
+    out: &mut Vec<(Arc<Path>, LeafId, Value)>,
     errors: &mut Vec<DecodeError>,
 ) {
     let bytes = &legacy.value;
     let decoded = match Encoding::try_from(legacy.r#type) {
-        Ok(Encoding::Json) => return json::flatten(path, bytes, false, out, errors),
-        Ok(Encoding::JsonIetf) => return json::flatten(path, bytes, true, out, errors),
+        Ok(Encoding::Json) => return flatten(&path, bytes, false, out, errors),
+        Ok(Encoding::JsonIetf) => return flatten(&path, bytes, true, out, errors),
         Ok(Encoding::Bytes) => Ok(Value::Bytes(bytes.clone())),
         Ok(Encoding::Ascii) => String::from_utf8(bytes.clone())
             .map(Value::String)
@@ -65,8 +86,8 @@ pub(crate) fn legacy_leaves(
         Err(_) => Err(format!("unknown value encoding {}", legacy.r#type)),
     };
     match decoded {
-        Ok(value) => out.push((path.clone(), value)),
-        Err(reason) => errors.push(DecodeError::new(path, reason)),
+        Ok(value) => out.push((path, id, value)),
+        Err(reason) => errors.push(DecodeError::new(&path, reason)),
     }
 }
 
@@ -117,9 +138,9 @@ pub fn to_value(typed: &gnmi::TypedValue) -> Option<Value> {
     let root = Path::default();
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    leaves(root.clone(), typed, &mut out, &mut errors);
+    leaves(Arc::new(root.clone()), 0, typed, &mut out, &mut errors);
     match (out.pop(), out.is_empty() && errors.is_empty()) {
-        (Some((path, value)), true) if path == root => Some(value),
+        (Some((path, _, value)), true) if *path == root => Some(value),
         _ => None,
     }
 }
@@ -201,9 +222,9 @@ mod tests {
     fn decode(typed: &gnmi::TypedValue) -> Result<Value, String> {
         let mut out = Vec::new();
         let mut errors = Vec::new();
-        leaves(Path::default(), typed, &mut out, &mut errors);
+        leaves(Arc::default(), 0, typed, &mut out, &mut errors);
         match (out.as_slice(), errors.as_slice()) {
-            ([(_, v)], []) => Ok(v.clone()),
+            ([(_, _, v)], []) => Ok(v.clone()),
             ([], [e]) => Err(e.reason.clone()),
             other => panic!("{typed:?}: {other:?}"),
         }
@@ -319,7 +340,9 @@ mod tests {
                 value: bytes.to_vec(),
                 r#type: encoding as i32,
             };
-            legacy_leaves(&Path::default(), &value, &mut out, &mut errors);
+            legacy_leaves(Arc::default(), 0, &value, &mut out, &mut errors);
+            let out: Vec<(Path, Value)> =
+                out.into_iter().map(|(p, _, v)| ((*p).clone(), v)).collect();
             (out, errors)
         };
         assert_eq!(

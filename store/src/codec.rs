@@ -368,7 +368,7 @@ mod tests {
     fn sample(device: &str, path: &str, ts: i64, value: Value) -> Sample {
         Sample {
             device: DeviceKey::new(device).expect("test value"),
-            path: path.parse().expect("test value"),
+            path: path.parse::<model::Path>().expect("test value").into(),
             ts,
             value,
         }

@@ -56,7 +56,7 @@ fn path(s: &str) -> Path {
 fn sample(device: &str, p: &str, ts: TimestampNs, value: Value) -> Sample {
     Sample {
         device: key(device),
-        path: path(p),
+        path: path(p).into(),
         ts,
         value,
     }

@@ -672,7 +672,7 @@ mod server_tests {
             let store = crate::open(&db.url, true).await.expect("open");
             let at = |ts: i64, v: i64| Sample {
                 device: DeviceKey::new("leaf1").expect("key"),
-                path: "/x".parse().expect("path"),
+                path: "/x".parse::<model::Path>().expect("path").into(),
                 ts,
                 value: Value::Int(v),
             };
@@ -853,7 +853,7 @@ mod server_tests {
             let b = crate::open(&db.url, false).await.expect("open b");
             let s = Sample {
                 device: DeviceKey::new("leaf1").expect("key"),
-                path: "/x".parse().expect("path"),
+                path: "/x".parse::<model::Path>().expect("path").into(),
                 ts: 1_000,
                 value: Value::Bool(true),
             };

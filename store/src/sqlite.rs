@@ -517,7 +517,7 @@ mod tests {
         let store = crate::open(&url, true).await.expect("open");
         let s = Sample {
             device: DeviceKey::new("leaf1").expect("key"),
-            path: "/x".parse().expect("path"),
+            path: "/x".parse::<model::Path>().expect("path").into(),
             ts: 5,
             value: Value::Int(1),
         };
@@ -615,7 +615,7 @@ mod tests {
         store
             .write_samples(&[Sample {
                 device: s_key(),
-                path: "/d".parse().expect("path"),
+                path: "/d".parse::<model::Path>().expect("path").into(),
                 ts: 3,
                 value: decimal.clone(),
             }])
@@ -730,7 +730,7 @@ mod tests {
         let b: Arc<dyn Store> = crate::open(&url, false).await.expect("open b");
         let s = Sample {
             device: s_key(),
-            path: "/x".parse().expect("path"),
+            path: "/x".parse::<model::Path>().expect("path").into(),
             ts: 1,
             value: Value::Bool(true),
         };

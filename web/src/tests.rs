@@ -47,7 +47,7 @@ async fn fixture() -> Fixture {
         for (leaf, per_step) in [("in-octets", 2_000_000u64), ("out-octets", 1_000_000)] {
             samples.push(Sample {
                 device: device.clone(),
-                path: counter("Ethernet1", leaf),
+                path: counter("Ethernet1", leaf).into(),
                 ts,
                 value: Value::Uint(i as u64 * per_step),
             });
@@ -176,7 +176,7 @@ async fn live_stream_forwards_samples_and_rerendered_charts() {
     let device = DeviceKey::new("leaf1").unwrap();
     let sample = Sample {
         device: device.clone(),
-        path: counter("Ethernet1", "in-octets"),
+        path: counter("Ethernet1", "in-octets").into(),
         ts: now_ns(),
         value: Value::Uint(99_000_000),
     };
@@ -328,7 +328,7 @@ async fn live_freshness_carries_the_health_line() {
             device: device.clone(),
             samples: vec![Sample {
                 device: device.clone(),
-                path: counter("Ethernet1", "in-octets"),
+                path: counter("Ethernet1", "in-octets").into(),
                 ts: now_ns(),
                 value: Value::Uint(1),
             }],
