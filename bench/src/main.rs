@@ -31,6 +31,7 @@ use store::{DeviceInfo, DeviceSummary, Point, SeriesSummary, Store, WriteReport}
 use tokio_util::sync::CancellationToken;
 
 /// The same allocator as the `netpulse` binary, so the harness measures what ships.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
