@@ -146,7 +146,9 @@ pub struct SimArgs {
     /// UNAVAILABLE after this long), `silent-after=DURATION` (streams stay open but go
     /// quiet after this long), `malformed-path-every=N` (every Nth notification has a path
     /// element with an empty name), `oversize=BYTES` (one notification larger than BYTES,
-    /// once per device). Durations: 500ms, 30s, 5m, 1h.
+    /// once per device), `drop-when-behind` (sample notifications that do not fit the
+    /// send queue of a slow collector are dropped, not sent late). Durations: 500ms, 30s,
+    /// 5m, 1h.
     #[arg(
         long,
         env = "NETPULSE_SIM_MISBEHAVE",

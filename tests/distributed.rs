@@ -90,6 +90,7 @@ async fn collector_and_web_processes_share_only_postgres_and_redis() {
         "netpulse_collector_samples_missing_total",
         "netpulse_collector_bytes_received_total",
         "netpulse_collector_reconnects_total",
+        "netpulse_collector_notification_lag_seconds_count",
     ] {
         assert!(
             collector_metrics.contains(name),

@@ -56,6 +56,11 @@ pub struct CollectorMetrics {
     /// Times a session found the queue to the batcher full and had to wait
     /// (backpressure: the device's data waits in the session, nothing is dropped).
     pub queue_full: Counter,
+    /// How old notifications are when a session takes them off the wire: receive time
+    /// minus the device's timestamp. Growing lag is a collector falling behind (data
+    /// waiting in HTTP/2 windows and queues) even when nothing is missing yet; a
+    /// constant offset is device clock skew.
+    pub notification_lag_seconds: Histogram,
 }
 
 impl Default for CollectorMetrics {
@@ -79,6 +84,7 @@ impl Default for CollectorMetrics {
             samples_missing: Counter::default(),
             fallbacks: Counter::default(),
             queue_full: Counter::default(),
+            notification_lag_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
         }
     }
 }
@@ -165,6 +171,11 @@ impl CollectorMetrics {
             "queue_full",
             "Times a session waited because the queue to the batcher was full",
             m.queue_full.clone(),
+        );
+        r.register(
+            "notification_lag_seconds",
+            "Receive time minus device timestamp of notifications (lag plus clock skew)",
+            m.notification_lag_seconds.clone(),
         );
         m
     }

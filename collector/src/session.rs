@@ -497,6 +497,10 @@ impl Session {
             match message.response {
                 Some(Response::Update(notification)) => {
                     self.metrics().notifications.inc();
+                    let lag_ns = now_ns().saturating_sub(notification.timestamp).max(0);
+                    self.metrics()
+                        .notification_lag_seconds
+                        .observe(lag_ns as f64 / 1e9);
                     let decoded = decode(self.name(), &notification, &self.paths, self.metrics());
                     let (mut expected, mut missing) = (0, 0);
                     for (s, id) in decoded.samples.iter().zip(decoded.ids) {

@@ -6,12 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use common::*;
 use crds::{Encoding, SubscriptionMode, TlsSpec};
-use model::{DeviceEvent, DeviceKey, Path, Sample, TimestampNs};
+use model::DeviceKey;
 use proto::gnmi;
-use store::{DeviceInfo, DeviceSummary, Point, SeriesSummary, Store, WriteReport};
 use tokio::sync::Notify;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
@@ -463,45 +461,6 @@ async fn a_once_device_is_asked_again_every_interval_without_reconnect_noise() {
     c.stop().await;
 }
 
-/// A store that takes its time with every batch, like a busy database.
-#[derive(Debug)]
-struct SlowStore(Arc<dyn Store>);
-
-#[async_trait]
-impl Store for SlowStore {
-    async fn upsert_devices(&self, devices: &[DeviceInfo]) -> store::Result<()> {
-        self.0.upsert_devices(devices).await
-    }
-    async fn record_event(&self, event: &DeviceEvent) -> store::Result<()> {
-        self.0.record_event(event).await
-    }
-    async fn write_samples(&self, samples: &[Sample]) -> store::Result<WriteReport> {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        self.0.write_samples(samples).await
-    }
-    async fn devices(&self) -> store::Result<Vec<DeviceSummary>> {
-        self.0.devices().await
-    }
-    async fn device(&self, name: &DeviceKey) -> store::Result<Option<DeviceSummary>> {
-        self.0.device(name).await
-    }
-    async fn series(&self, device: &DeviceKey) -> store::Result<Vec<SeriesSummary>> {
-        self.0.series(device).await
-    }
-    async fn range(
-        &self,
-        device: &DeviceKey,
-        path: &Path,
-        from: TimestampNs,
-        to: TimestampNs,
-    ) -> store::Result<Vec<Point>> {
-        self.0.range(device, path, from, to).await
-    }
-    async fn ping(&self) -> store::Result<()> {
-        self.0.ping().await
-    }
-}
-
 #[tokio::test]
 async fn shutdown_writes_every_sample_received_even_with_a_slow_store() {
     let t = target(
@@ -518,7 +477,7 @@ async fn shutdown_writes_every_sample_received_even_with_a_slow_store() {
         ..config()
     };
     let c = collect_with(vec![device("leaf1", t.addr)], config, |s| {
-        Arc::new(SlowStore(s))
+        Arc::new(SlowStore(s, Duration::from_millis(30)))
     })
     .await;
     // Let the queue fill up behind the slow store, then stop mid-stream.

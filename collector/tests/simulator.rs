@@ -161,3 +161,57 @@ async fn an_oversize_message_fails_the_session_clearly_and_it_recovers() {
     c.stop().await;
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn samples_a_device_drops_for_a_slow_collector_are_counted_missing() {
+    // 64 interfaces at 100 ms: ~3,800 counter updates/s, far more than the slow store
+    // below lets the collector take, so the device's send queue overflows.
+    let fleet = Fleet::start(FleetConfig {
+        devices: 1,
+        base_address: "127.0.40.31".parse().expect("an IPv4 address"),
+        port: 0,
+        interfaces: 64,
+        misbehaviour: Misbehaviour {
+            drop_when_behind: true,
+            ..Misbehaviour::default()
+        },
+        ..FleetConfig::default()
+    })
+    .await
+    .expect("the simulator starts");
+    let config = collector::CollectorConfig {
+        batch_size: 50,
+        queue: 1,
+        // Small HTTP/2 windows: the device notices the slow reader within a second.
+        stream_window: 65_535,
+        connection_window: 65_535,
+        completeness_window: Duration::from_secs(2),
+        ..config()
+    };
+    let c = collect_with(
+        vec![device("leaf1", fleet.devices()[0].addr)],
+        config,
+        |s| std::sync::Arc::new(SlowStore(s, Duration::from_millis(200))),
+    )
+    .await;
+    let h = c
+        .wait_for("leaf1", "missing samples", |h| {
+            h.subscriptions.first().is_some_and(|s| s.missing > 0)
+        })
+        .await;
+    assert!(fleet.dropped_notifications() > 0, "the device dropped");
+    assert!(c.metrics.samples_missing.get() > 0);
+    let sub = &h.subscriptions[0];
+    assert!(sub.gaps > 0, "{sub:?}");
+    let h = c
+        .wait_for("leaf1", "degraded", |h| h.state == "degraded")
+        .await;
+    assert!(
+        h.last_error
+            .unwrap_or_default()
+            .contains("expected samples missing"),
+        "says why"
+    );
+    c.stop().await;
+    fleet.shutdown().await;
+}

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use proto::gnmi::g_nmi_server::GNmiServer;
@@ -118,6 +119,8 @@ pub struct Fleet {
     client_identity: Option<PemPair>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
+    /// Sample notifications dropped by `drop-when-behind` devices, fleet-wide.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Fleet {
@@ -199,9 +202,11 @@ impl Fleet {
         }
 
         let fabric = Fabric::new(config.devices, config.spines, config.interfaces);
+        let dropped = Arc::new(AtomicU64::new(0));
         let shared_policy = Arc::new(Policy::new(
             config.misbehaviour.clone(),
             config.credentials.clone(),
+            dropped.clone(),
         ));
         let epoch = Instant::now();
         let (shutdown, stop) = watch::channel(false);
@@ -262,12 +267,19 @@ impl Fleet {
             "Simulated devices listening"
         );
         Ok(Fleet {
+            dropped,
             devices,
             ca_pem: authority.map(|ca| ca.cert_pem().to_owned()),
             client_identity,
             shutdown,
             servers,
         })
+    }
+
+    /// Sample notifications `drop-when-behind` devices dropped because their client read
+    /// too slowly, fleet-wide, since the start.
+    pub fn dropped_notifications(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// The devices, in order.
@@ -316,10 +328,15 @@ fn policy_for(config: &FleetConfig, index: usize, shared: &Arc<Policy>) -> Arc<P
         .find(|(i, _)| *i == index)
         .map(|(_, m)| m);
     match misbehaviour {
-        Some(m) => Arc::new(Policy::new(m.clone(), config.credentials.clone())),
+        Some(m) => Arc::new(Policy::new(
+            m.clone(),
+            config.credentials.clone(),
+            shared.dropped.clone(),
+        )),
         None if shared.misbehaviour.oversize.is_some() => Arc::new(Policy::new(
             shared.misbehaviour.clone(),
             config.credentials.clone(),
+            shared.dropped.clone(),
         )),
         None => Arc::clone(shared),
     }

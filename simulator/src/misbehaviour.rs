@@ -2,7 +2,7 @@
 //!
 //! Written as a comma-separated list of `name` or `name=value` items, for example
 //! `refuse-on-change,json-ietf-only,slow=200ms,drop-every=30s,silent-after=60s,
-//! malformed-path-every=100,oversize=5000000`. Durations take `ms`, `s`, `m` or `h`.
+//! malformed-path-every=100,oversize=5000000,drop-when-behind`. Durations take `ms`, `s`, `m` or `h`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -33,6 +33,11 @@ pub struct Misbehaviour {
     /// `oversize=BYTES`: the first subscription to the device gets one notification larger
     /// than this many bytes (a huge `/system/state/motd-banner`), once per device.
     pub oversize: Option<usize>,
+    /// `drop-when-behind`: when the client does not read fast enough for the device's
+    /// send queue (the collector is the slow consumer), drop the sample notifications that
+    /// do not fit, as devices with a bounded telemetry queue do, instead of waiting and
+    /// sending them late. The sync response and errors are never dropped.
+    pub drop_when_behind: bool,
 }
 
 impl Misbehaviour {
@@ -67,11 +72,12 @@ impl FromStr for Misbehaviour {
             let need = || value.ok_or_else(|| fail("needs a value (name=value)"));
             let duration = || parse_duration(need()?).ok_or_else(|| fail("not a duration"));
             match name {
-                "refuse-on-change" | "json-ietf-only" if value.is_some() => {
+                "refuse-on-change" | "json-ietf-only" | "drop-when-behind" if value.is_some() => {
                     return Err(fail("takes no value"));
                 }
                 "refuse-on-change" => m.refuse_on_change = true,
                 "json-ietf-only" => m.json_ietf_only = true,
+                "drop-when-behind" => m.drop_when_behind = true,
                 "slow" => m.send_delay = Some(duration()?),
                 "drop-every" => {
                     m.drop_every =
@@ -88,7 +94,7 @@ impl FromStr for Misbehaviour {
                 _ => {
                     return Err(fail(
                         "unknown; one of refuse-on-change, json-ietf-only, slow, drop-every, \
-                     silent-after, malformed-path-every, oversize",
+                     silent-after, malformed-path-every, oversize, drop-when-behind",
                     ));
                 }
             }
@@ -122,6 +128,9 @@ impl fmt::Display for Misbehaviour {
         if let Some(n) = self.oversize {
             items.push(format!("oversize={n}"));
         }
+        if self.drop_when_behind {
+            items.push("drop-when-behind".into());
+        }
         f.write_str(&items.join(","))
     }
 }
@@ -151,7 +160,8 @@ mod tests {
     #[test]
     fn parses_every_item_and_round_trips() {
         let m: Misbehaviour = "refuse-on-change, json-ietf-only,slow=200ms,drop-every=30s,\
-                               silent-after=1m,malformed-path-every=100,oversize=5000000"
+                               silent-after=1m,malformed-path-every=100,oversize=5000000,\
+                               drop-when-behind"
             .parse()
             .unwrap();
         let want = Misbehaviour {
@@ -162,6 +172,7 @@ mod tests {
             silent_after: Some(Duration::from_secs(60)),
             malformed_path_every: Some(100),
             oversize: Some(5_000_000),
+            drop_when_behind: true,
         };
         assert_eq!(m, want);
         assert_eq!(m.to_string().parse::<Misbehaviour>().unwrap(), want);

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proto::gnmi::{
@@ -62,14 +62,21 @@ pub(crate) struct Policy {
     pub credentials: Option<(String, String)>,
     /// Whether the one oversize notification was sent already.
     oversize_sent: AtomicBool,
+    /// Sample notifications dropped by `drop-when-behind` (shared by the fleet).
+    pub(crate) dropped: Arc<AtomicU64>,
 }
 
 impl Policy {
-    pub(crate) fn new(misbehaviour: Misbehaviour, credentials: Option<(String, String)>) -> Self {
+    pub(crate) fn new(
+        misbehaviour: Misbehaviour,
+        credentials: Option<(String, String)>,
+        dropped: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             misbehaviour,
             credentials,
             oversize_sent: AtomicBool::new(false),
+            dropped,
         }
     }
 
@@ -640,10 +647,21 @@ impl Session {
     }
 
     async fn send(&mut self, response: Outbound) -> Result<(), Stop> {
+        let droppable = matches!(response, Outbound::Update(_));
         let message = SubscribeResponse {
             response: Some(response),
             extension: Vec::new(),
         };
+        if droppable && self.target.policy.misbehaviour.drop_when_behind {
+            return match self.tx.try_send(Ok(message)) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.target.policy.dropped.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop::Closed),
+            };
+        }
         if let Some(delay) = self.target.policy.misbehaviour.send_delay {
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -962,6 +980,7 @@ mod tests {
                 ..Misbehaviour::default()
             },
             None,
+            Arc::default(),
         );
         let proto = strict.encoding(Encoding::Proto as i32).unwrap_err();
         assert_eq!(proto.code(), tonic::Code::Unimplemented);
@@ -976,7 +995,11 @@ mod tests {
     fn credentials_are_checked_when_configured() {
         let mut metadata = MetadataMap::new();
         assert!(Policy::default().authenticate(&metadata, "d").is_ok());
-        let policy = Policy::new(Misbehaviour::default(), Some(("admin".into(), "pw".into())));
+        let policy = Policy::new(
+            Misbehaviour::default(),
+            Some(("admin".into(), "pw".into())),
+            Arc::default(),
+        );
         let missing = policy.authenticate(&metadata, "sim-0001").unwrap_err();
         assert_eq!(missing.code(), tonic::Code::Unauthenticated);
         assert!(
@@ -1014,6 +1037,7 @@ mod tests {
                 ..Misbehaviour::default()
             },
             None,
+            Arc::default(),
         );
         assert_eq!(policy.take_oversize(), Some(10));
         assert_eq!(policy.take_oversize(), None, "only once per device");

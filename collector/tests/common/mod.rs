@@ -12,13 +12,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use collector::{CollectorConfig, CollectorMetrics, DeviceHealth, HealthBook};
 use crds::devices_file::DeviceEntry;
 use crds::{DeviceSpec, Subscription};
 use futures::Stream;
-use model::DeviceKey;
+use model::{DeviceEvent, DeviceKey, Path, Sample, TimestampNs};
 use proto::gnmi::{self, g_nmi_server};
-use store::Store;
+use store::{DeviceInfo, DeviceSummary, Point, SeriesSummary, Store, WriteReport};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -584,4 +585,43 @@ pub fn secrets_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     (dir, path)
+}
+
+/// A store that takes its time (the `Duration`) with every batch, like a busy database.
+#[derive(Debug)]
+pub struct SlowStore(pub Arc<dyn Store>, pub Duration);
+
+#[async_trait]
+impl Store for SlowStore {
+    async fn upsert_devices(&self, devices: &[DeviceInfo]) -> store::Result<()> {
+        self.0.upsert_devices(devices).await
+    }
+    async fn record_event(&self, event: &DeviceEvent) -> store::Result<()> {
+        self.0.record_event(event).await
+    }
+    async fn write_samples(&self, samples: &[Sample]) -> store::Result<WriteReport> {
+        tokio::time::sleep(self.1).await;
+        self.0.write_samples(samples).await
+    }
+    async fn devices(&self) -> store::Result<Vec<DeviceSummary>> {
+        self.0.devices().await
+    }
+    async fn device(&self, name: &DeviceKey) -> store::Result<Option<DeviceSummary>> {
+        self.0.device(name).await
+    }
+    async fn series(&self, device: &DeviceKey) -> store::Result<Vec<SeriesSummary>> {
+        self.0.series(device).await
+    }
+    async fn range(
+        &self,
+        device: &DeviceKey,
+        path: &Path,
+        from: TimestampNs,
+        to: TimestampNs,
+    ) -> store::Result<Vec<Point>> {
+        self.0.range(device, path, from, to).await
+    }
+    async fn ping(&self) -> store::Result<()> {
+        self.0.ping().await
+    }
 }
