@@ -215,3 +215,44 @@ async fn samples_a_device_drops_for_a_slow_collector_are_counted_missing() {
     c.stop().await;
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_large_notification_within_the_limit_is_received_whole() {
+    // Far larger than the codec's initial 2 KiB buffers, well within the default limit.
+    let size = 1024 * 1024;
+    let fleet = fleet(
+        "127.0.40.41",
+        FleetConfig {
+            misbehaviour: Misbehaviour {
+                oversize: Some(size),
+                ..Misbehaviour::default()
+            },
+            ..FleetConfig::default()
+        },
+    )
+    .await;
+    let mut d = device("leaf1", fleet.devices()[0].addr);
+    d.spec.gnmi.subscriptions.push(crds::Subscription::sample(
+        "/system/state/motd-banner",
+        INTERVAL,
+    ));
+    let c = collect(vec![d], config()).await;
+    c.wait_for("leaf1", "synced", |h| h.state == "synced").await;
+    c.wait_for("leaf1", "samples", |_| c.metrics.samples_written.get() >= 1)
+        .await;
+    let (store, metrics, _db) = c.stop().await;
+    assert!(metrics.bytes_received.get() > size as u64);
+    let device = model::DeviceKey::new("leaf1").expect("valid");
+    let banner = store
+        .series(&device)
+        .await
+        .expect("series")
+        .into_iter()
+        .find(|s| s.path.to_string() == "/system/state/motd-banner")
+        .expect("the banner series is stored");
+    match banner.last_value {
+        model::Value::String(text) => assert!(text.len() > size, "{}", text.len()),
+        other => panic!("unexpected banner value {other:?}"),
+    }
+    fleet.shutdown().await;
+}

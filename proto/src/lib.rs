@@ -10,6 +10,7 @@
 //! to callers, and must not depend on any role crate (collector, web, simulator, ...).
 
 mod cache;
+pub mod codec;
 pub mod json;
 mod notification;
 mod path;
