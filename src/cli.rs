@@ -147,8 +147,9 @@ pub struct SimArgs {
     /// quiet after this long), `malformed-path-every=N` (every Nth notification has a path
     /// element with an empty name), `oversize=BYTES` (one notification larger than BYTES,
     /// once per device), `drop-when-behind` (sample notifications that do not fit the
-    /// send queue of a slow collector are dropped, not sent late). Durations: 500ms, 30s,
-    /// 5m, 1h.
+    /// send queue of a slow collector are dropped, not sent late), `refuse-path=PREFIX`
+    /// (subscriptions under PREFIX fail with INVALID_ARGUMENT naming the path). Durations:
+    /// 500ms, 30s, 5m, 1h.
     #[arg(
         long,
         env = "NETPULSE_SIM_MISBEHAVE",

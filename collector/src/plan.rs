@@ -25,6 +25,8 @@ pub struct Plan {
     pub sample_instead_of_on_change: bool,
     /// Encodings the device refused in a Subscribe request.
     pub refused_encodings: Vec<gnmi::Encoding>,
+    /// Subscription paths (as the Device writes them) the device refused by name.
+    pub refused_paths: Vec<String>,
 }
 
 /// How to react to a refused Subscribe request.
@@ -34,9 +36,22 @@ pub enum Fallback {
     SampleInsteadOfOnChange,
     /// Stop asking for this encoding.
     RefuseEncoding(gnmi::Encoding),
+    /// Stop asking for the subscription with this path (the refusal named it); the
+    /// others go on, and the device is Degraded.
+    DropSubscription(String),
 }
 
 impl Plan {
+    /// `spec` without the subscriptions the device refused by path: what sessions ask
+    /// for and track.
+    pub fn effective(&self, spec: &DeviceSpec) -> DeviceSpec {
+        let mut spec = spec.clone();
+        spec.gnmi
+            .subscriptions
+            .retain(|s| !self.refused_paths.contains(&s.path));
+        spec
+    }
+
     /// Whether the spec asks for modes this plan turns into SAMPLE.
     fn has_on_change(spec: &DeviceSpec) -> bool {
         spec.gnmi
@@ -47,20 +62,21 @@ impl Plan {
 
     /// The next thing to give up after the device refused the request with `message`,
     /// or `None` when nothing is left to try. The message decides when it names the
-    /// encoding or the mode; otherwise the mode goes first (commonly unsupported, and
-    /// SAMPLE loses nothing but latency).
+    /// encoding or the mode; then, when it names the path of one of several
+    /// subscriptions, only that one is dropped; otherwise the mode goes first (commonly
+    /// unsupported, and SAMPLE loses nothing but latency).
     pub fn fallback(
         &self,
         spec: &DeviceSpec,
         used: gnmi::Encoding,
         message: &str,
     ) -> Option<Fallback> {
-        let message = message.to_ascii_lowercase();
+        let lower = message.to_ascii_lowercase();
         let can_sample = Self::has_on_change(spec) && !self.sample_instead_of_on_change;
         let can_encode = DECODABLE
             .iter()
             .any(|e| *e != used && !self.refused_encodings.contains(e));
-        let about_encoding = message.contains("encoding");
+        let about_encoding = lower.contains("encoding");
         let about_mode = [
             "on_change",
             "on-change",
@@ -69,9 +85,22 @@ impl Plan {
             "target_defined",
         ]
         .iter()
-        .any(|w| message.contains(w));
+        .any(|w| lower.contains(w));
         if about_encoding && !about_mode && can_encode {
             return Some(Fallback::RefuseEncoding(used));
+        }
+        if about_mode && can_sample {
+            return Some(Fallback::SampleInsteadOfOnChange);
+        }
+        // A refusal naming one of several subscriptions' paths costs only that one.
+        let subscriptions = &spec.gnmi.subscriptions;
+        if subscriptions.len() > 1
+            && let Some(named) = subscriptions
+                .iter()
+                .filter(|s| names_path(message, &s.path))
+                .max_by_key(|s| s.path.len())
+        {
+            return Some(Fallback::DropSubscription(named.path.clone()));
         }
         if can_sample {
             return Some(Fallback::SampleInsteadOfOnChange);
@@ -93,8 +122,30 @@ impl Plan {
                 self.refused_encodings.push(*encoding);
                 format!("device refuses encoding {}", encoding_name(*encoding))
             }
+            Fallback::DropSubscription(path) => {
+                self.refused_paths.push(path.clone());
+                format!("device refuses subscription {path}; collecting the others")
+            }
         }
     }
+}
+
+/// Whether `message` names subscription path `path`, as written or in canonical form,
+/// as a whole path (`/system/state` is not named by `/system/state/memory`).
+fn names_path(message: &str, path: &str) -> bool {
+    let canonical = path.parse::<model::Path>().map(|p| p.to_string()).ok();
+    let whole = |needle: &str| {
+        message.match_indices(needle).any(|(at, _)| {
+            let mut rest = message[at + needle.len()..].chars();
+            match rest.next() {
+                None => true,
+                // A full stop ends a sentence, not a path (`...` is a path element).
+                Some('.') => rest.next().is_none_or(char::is_whitespace),
+                Some(c) => !(c.is_alphanumeric() || "/[]=-_:*".contains(c)),
+            }
+        })
+    };
+    !path.is_empty() && (whole(path) || canonical.as_deref().is_some_and(whole))
 }
 
 /// Interval used for on-change subscriptions the device makes us sample.
@@ -316,6 +367,61 @@ mod tests {
         assert_eq!(first.sample_interval, 10_000_000_000);
         let path = proto::full_path(None, first.path.as_ref()).unwrap();
         assert_eq!(path.to_string(), spec.gnmi.subscriptions[0].path);
+    }
+
+    #[test]
+    fn a_refusal_naming_one_of_several_paths_drops_only_that_one() {
+        let mut spec = DeviceSpec::new("10.0.0.1");
+        spec.gnmi.subscriptions = vec![
+            crds::Subscription::sample("/interfaces/interface[name=*]/state/counters", "10s"),
+            crds::Subscription::sample("/system/state", "10s"),
+            crds::Subscription::sample("/system/state/memory", "10s"),
+        ];
+        let plan = Plan::default();
+        let proto = gnmi::Encoding::Proto;
+        assert_eq!(
+            plan.fallback(&spec, proto, "unsupported path /system/state"),
+            Some(Fallback::DropSubscription("/system/state".into()))
+        );
+        assert_eq!(
+            plan.fallback(&spec, proto, "unsupported path /system/state/memory."),
+            Some(Fallback::DropSubscription("/system/state/memory".into()))
+        );
+        // A longer path that merely starts with a subscribed one names neither.
+        assert_ne!(
+            plan.fallback(&spec, proto, "unsupported path /system/state/cpu"),
+            Some(Fallback::DropSubscription("/system/state".into()))
+        );
+        let mut plan = plan;
+        let quirk = plan.apply(&Fallback::DropSubscription("/system/state".into()), &spec);
+        assert!(quirk.contains("/system/state"), "{quirk}");
+        let effective = plan.effective(&spec);
+        let paths: Vec<&str> = effective
+            .gnmi
+            .subscriptions
+            .iter()
+            .map(|s| s.path.as_str())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/interfaces/interface[name=*]/state/counters",
+                "/system/state/memory"
+            ]
+        );
+        // The last subscription is never dropped: refusing it refuses the device.
+        let mut one = spec.clone();
+        one.gnmi.subscriptions.truncate(1);
+        assert_ne!(
+            plan.fallback(
+                &one,
+                proto,
+                "unsupported path /interfaces/interface[name=*]/state/counters"
+            ),
+            Some(Fallback::DropSubscription(
+                "/interfaces/interface[name=*]/state/counters".into()
+            ))
+        );
     }
 
     #[test]

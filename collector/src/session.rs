@@ -256,12 +256,12 @@ impl Session {
                     let quirk = self.plan.apply(&fallback, &self.device.spec);
                     tracing::warn!(%quirk, "Device refused part of the subscription; asking again without it");
                     self.metrics().fallbacks.inc();
-                    if fallback == Fallback::SampleInsteadOfOnChange {
-                        self.completeness = Completeness::new(
-                            &self.device.spec,
-                            Some(plan::sample_instead_interval(&self.device.spec)),
-                        );
-                    }
+                    let effective = self.plan.effective(&self.device.spec);
+                    let sampled_instead = self
+                        .plan
+                        .sample_instead_of_on_change
+                        .then(|| plan::sample_instead_interval(&effective));
+                    self.completeness = Completeness::new(&effective, sampled_instead);
                     self.quirks.push(quirk);
                     let quirks = self.quirks.clone();
                     self.reporter
@@ -276,7 +276,7 @@ impl Session {
                         .await;
                     // Start afresh next time: the device may have been upgraded or
                     // reconfigured by then.
-                    if self.plan.sample_instead_of_on_change {
+                    if self.plan != Plan::default() {
                         self.completeness = Completeness::new(&self.device.spec, None);
                     }
                     self.plan = Plan::default();
@@ -307,13 +307,16 @@ impl Session {
     }
 
     /// The state and message of a synced device: Degraded while a refusal changes what
-    /// it sends (on-change sampled instead) or samples go missing.
+    /// it sends (on-change sampled instead, subscriptions refused) or samples go missing.
     fn synced_state(&self, missing: Option<String>) -> Reported {
         let mut notes: Vec<String> = self.quirks.clone();
         notes.extend(self.encoding_note.clone());
         notes.extend(missing.clone());
         let message = (!notes.is_empty()).then(|| notes.join("; "));
-        if self.plan.sample_instead_of_on_change || missing.is_some() {
+        if self.plan.sample_instead_of_on_change
+            || !self.plan.refused_paths.is_empty()
+            || missing.is_some()
+        {
             (DeviceState::Degraded, message)
         } else {
             (DeviceState::Synced, message)
@@ -334,7 +337,7 @@ impl Session {
             error,
             was_synced: false,
         };
-        let spec = self.device.spec.clone();
+        let spec = self.plan.effective(&self.device.spec);
         let target = match transport::target(&spec, &self.config) {
             Ok(t) => t,
             Err(error) => return fail(error),
@@ -588,7 +591,10 @@ impl Session {
         if is_auth(status.code()) {
             return Outcome::Refused(format!("credentials rejected: {}", describe_status(status)));
         }
-        let refused = matches!(status.code(), Code::Unimplemented | Code::InvalidArgument);
+        let refused = matches!(
+            status.code(),
+            Code::Unimplemented | Code::InvalidArgument | Code::NotFound
+        );
         if refused && !received_any {
             return match self.plan.fallback(spec, encoding, status.message()) {
                 Some(fallback) => Outcome::Fallback(fallback),

@@ -256,3 +256,47 @@ async fn a_large_notification_within_the_limit_is_received_whole() {
     }
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_refused_subscription_is_dropped_and_the_others_collected() {
+    let fleet = fleet(
+        "127.0.40.51",
+        FleetConfig {
+            misbehaviour: Misbehaviour {
+                refuse_path: Some("/system".into()),
+                ..Misbehaviour::default()
+            },
+            ..FleetConfig::default()
+        },
+    )
+    .await;
+    let mut d = device("leaf1", fleet.devices()[0].addr);
+    d.spec
+        .gnmi
+        .subscriptions
+        .push(crds::Subscription::sample("/system/state", INTERVAL));
+    let c = collect(vec![d], config()).await;
+    let h = c
+        .wait_for("leaf1", "degraded, one subscription tracked", |h| {
+            h.state == "degraded" && h.subscriptions.len() == 1
+        })
+        .await;
+    assert!(
+        h.quirks
+            .iter()
+            .any(|q| q.contains("refuses subscription /system/state")),
+        "{h:?}"
+    );
+    let message = h.last_error.unwrap_or_default();
+    assert!(message.contains("/system/state"), "says which: {message}");
+    // Only the counters subscription is tracked and collected.
+    assert_eq!(
+        h.subscriptions[0].path,
+        "/interfaces/interface[name=*]/state/counters"
+    );
+    c.wait_for("leaf1", "samples", |_| c.metrics.samples_written.get() >= 4)
+        .await;
+    assert_eq!(c.metrics.fallbacks.get(), 1);
+    c.stop().await;
+    fleet.shutdown().await;
+}

@@ -38,6 +38,10 @@ pub struct Misbehaviour {
     /// do not fit, as devices with a bounded telemetry queue do, instead of waiting and
     /// sending them late. The sync response and errors are never dropped.
     pub drop_when_behind: bool,
+    /// `refuse-path=PREFIX`: a Subscribe with a subscription whose path (canonical form)
+    /// starts with PREFIX fails with INVALID_ARGUMENT naming that path, as devices do
+    /// for paths their OS does not model.
+    pub refuse_path: Option<String>,
 }
 
 impl Misbehaviour {
@@ -88,13 +92,14 @@ impl FromStr for Misbehaviour {
                     let n: u32 = need()?.parse().map_err(|_| fail("not a number"))?;
                     m.malformed_path_every = Some(n.max(1));
                 }
+                "refuse-path" => m.refuse_path = Some(need()?.to_owned()),
                 "oversize" => {
                     m.oversize = Some(need()?.parse().map_err(|_| fail("not a number of bytes"))?);
                 }
                 _ => {
                     return Err(fail(
                         "unknown; one of refuse-on-change, json-ietf-only, slow, drop-every, \
-                     silent-after, malformed-path-every, oversize, drop-when-behind",
+                     silent-after, malformed-path-every, oversize, drop-when-behind, refuse-path",
                     ));
                 }
             }
@@ -131,6 +136,9 @@ impl fmt::Display for Misbehaviour {
         if self.drop_when_behind {
             items.push("drop-when-behind".into());
         }
+        if let Some(prefix) = &self.refuse_path {
+            items.push(format!("refuse-path={prefix}"));
+        }
         f.write_str(&items.join(","))
     }
 }
@@ -161,7 +169,7 @@ mod tests {
     fn parses_every_item_and_round_trips() {
         let m: Misbehaviour = "refuse-on-change, json-ietf-only,slow=200ms,drop-every=30s,\
                                silent-after=1m,malformed-path-every=100,oversize=5000000,\
-                               drop-when-behind"
+                               drop-when-behind,refuse-path=/system"
             .parse()
             .unwrap();
         let want = Misbehaviour {
@@ -173,6 +181,7 @@ mod tests {
             malformed_path_every: Some(100),
             oversize: Some(5_000_000),
             drop_when_behind: true,
+            refuse_path: Some("/system".into()),
         };
         assert_eq!(m, want);
         assert_eq!(m.to_string().parse::<Misbehaviour>().unwrap(), want);

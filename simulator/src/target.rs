@@ -376,6 +376,14 @@ impl Plan {
         for sub in &list.subscription {
             let pattern = proto::full_path(list.prefix.as_ref(), sub.path.as_ref())
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            if let Some(refused) = &policy.misbehaviour.refuse_path
+                && pattern.to_string().starts_with(refused.as_str())
+            {
+                return Err(Status::invalid_argument(format!(
+                    "{}: unsupported path {pattern}",
+                    device.name
+                )));
+            }
             let selection = device.select(&pattern);
             all.add(&selection);
             let heartbeat = (sub.heartbeat_interval > 0)
