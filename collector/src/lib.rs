@@ -163,7 +163,7 @@ pub async fn run(
         config.health_interval,
         health_stop.clone(),
     ));
-    let reporter = session::Reporter::new(store, bus, metrics.clone(), health);
+    let (reporter, state_writer) = session::Reporter::new(store, bus, metrics.clone(), health);
     let connects = Arc::new(Semaphore::new(config.max_concurrent_connects.max(1)));
     let paths = session::shared_paths();
     let mut sessions = JoinSet::new();
@@ -179,7 +179,13 @@ pub async fn run(
         ));
     }
     drop(tx);
+    drop(reporter);
     while sessions.join_next().await.is_some() {}
+    // Every session (and so every reporter) is gone: the writer records what is queued
+    // and ends.
+    if let Err(error) = state_writer.await {
+        tracing::error!(%error, "State writer task failed");
+    }
     // The sessions are done: the last health report of every device goes to the store.
     health_stop.cancel();
     if let Err(error) = health_writer.await {

@@ -41,32 +41,50 @@ const MISSING_DEGRADED: f64 = 0.1;
 /// The last state reported for a device, with its error.
 type Reported = (DeviceState, Option<String>);
 
-/// Reports device state changes to the store, the bus, the metrics and the health book,
-/// once per change.
+/// Reports device state changes to the metrics and the health book at once, and to the
+/// store then the bus through one writer task ([`Reporter::new`]), once per change.
+///
+/// One writer, not one write per session: when thousands of sessions change state
+/// together (a collector starting, a reconnect storm), direct writes would all wait for
+/// a database connection at once and time out (seen with 10,000 devices on
+/// PostgreSQL). The writer's queue is bounded; a session waits when it is full.
 #[derive(Clone, Debug)]
 pub struct Reporter {
-    store: Arc<dyn Store>,
-    bus: Arc<dyn Bus>,
+    events: mpsc::Sender<DeviceEvent>,
     metrics: Arc<CollectorMetrics>,
     health: HealthBook,
     current: Arc<Mutex<HashMap<DeviceKey, Reported>>>,
 }
 
+/// State changes waiting for the writer before sessions wait.
+const EVENT_QUEUE: usize = 4096;
+
 impl Reporter {
-    /// A reporter writing to `store`, `bus` and `health`.
+    /// A reporter, and its writer task: it records each event in `store`, then publishes
+    /// it on `bus`, in order, and ends once every clone of the reporter is dropped and
+    /// the queue is drained (await it to know every state change is stored).
     pub fn new(
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
         metrics: Arc<CollectorMetrics>,
         health: HealthBook,
-    ) -> Self {
-        Self {
-            store,
-            bus,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (events, mut rx) = mpsc::channel::<DeviceEvent>(EVENT_QUEUE);
+        let writer = tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if let Err(error) = store.record_event(&event).await {
+                    tracing::warn!(device = %event.device, %error, "Could not record device state");
+                }
+                bus.publish(BusMessage::State(event));
+            }
+        });
+        let reporter = Self {
+            events,
             metrics,
             health,
             current: Arc::default(),
-        }
+        };
+        (reporter, writer)
     }
 
     /// Records `state` for `device` unless it is already the current state with the same
@@ -92,10 +110,9 @@ impl Reporter {
             error,
             ts: now_ns(),
         };
-        if let Err(error) = self.store.record_event(&event).await {
-            tracing::warn!(%device, %error, "Could not record device state");
+        if self.events.send(event).await.is_err() {
+            tracing::error!(%device, "State writer gone; state change not recorded");
         }
-        self.bus.publish(BusMessage::State(event));
     }
 }
 

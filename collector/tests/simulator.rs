@@ -297,6 +297,15 @@ async fn a_refused_subscription_is_dropped_and_the_others_collected() {
     c.wait_for("leaf1", "samples", |_| c.metrics.samples_written.get() >= 4)
         .await;
     assert_eq!(c.metrics.fallbacks.get(), 1);
-    c.stop().await;
+    let (store, _, _db) = c.stop().await;
+    // The state writer drained at shutdown: the store has the degraded state and why.
+    let key = model::DeviceKey::new("leaf1").expect("valid");
+    let stored = store.device(&key).await.expect("read").expect("known");
+    assert_eq!(stored.state, model::DeviceState::Degraded);
+    assert!(
+        stored
+            .last_error
+            .is_some_and(|e| e.contains("refuses subscription /system/state")),
+    );
     fleet.shutdown().await;
 }
