@@ -104,7 +104,7 @@ impl Store for CountingStore {
         self.batches.fetch_add(1, Ordering::Relaxed);
         Ok(WriteReport {
             written: samples.len() as u64,
-            duplicates: 0,
+            ..WriteReport::default()
         })
     }
 

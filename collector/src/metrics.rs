@@ -39,6 +39,8 @@ pub struct CollectorMetrics {
     pub batch_errors: Counter,
     /// Seconds per successful batch write.
     pub batch_seconds: Histogram,
+    /// Samples the store refused one by one (implausible timestamps); not retried.
+    pub samples_rejected: Counter,
     /// Notifications waiting for the batcher.
     pub queue_depth: Gauge,
     /// Session (re)connect attempts.
@@ -74,6 +76,7 @@ impl Default for CollectorMetrics {
             samples_duplicate: Counter::default(),
             samples_dropped: Counter::default(),
             batches: Counter::default(),
+            samples_rejected: Counter::default(),
             batch_errors: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             queue_depth: Gauge::default(),
@@ -126,6 +129,11 @@ impl CollectorMetrics {
             m.samples_dropped.clone(),
         );
         r.register("batches", "Batches written to the store", m.batches.clone());
+        r.register(
+            "samples_rejected",
+            "Samples the store refused one by one (implausible timestamps)",
+            m.samples_rejected.clone(),
+        );
         r.register(
             "batch_errors",
             "Failed batch writes, each retried",

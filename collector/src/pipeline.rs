@@ -6,7 +6,7 @@
 //! backpressure reaches the sessions and nothing received is thrown away. The bus never
 //! blocks (its drops are counted on the bus side).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ pub async fn batcher(
     shutdown: CancellationToken,
 ) {
     let mut batch: Vec<Sample> = Vec::with_capacity(config.batch_size);
+    let mut rejecting = Rejecting::default();
     loop {
         let Some(first) = rx.recv().await else {
             break;
@@ -46,12 +47,53 @@ pub async fn batcher(
             }
         }
         metrics.queue_depth.set(rx.len() as i64);
-        flush(&mut batch, &*store, &*bus, &metrics, &shutdown).await;
+        flush(
+            &mut batch,
+            &*store,
+            &*bus,
+            &metrics,
+            &shutdown,
+            &mut rejecting,
+        )
+        .await;
     }
     if !batch.is_empty() {
-        flush(&mut batch, &*store, &*bus, &metrics, &shutdown).await;
+        flush(
+            &mut batch,
+            &*store,
+            &*bus,
+            &metrics,
+            &shutdown,
+            &mut rejecting,
+        )
+        .await;
     }
     metrics.queue_depth.set(0);
+}
+
+/// Devices whose refused samples were already logged: each is logged once, not once per
+/// batch (a device with a wrong clock would otherwise flood the log).
+#[derive(Debug, Default)]
+struct Rejecting {
+    logged: HashSet<DeviceKey>,
+}
+
+impl Rejecting {
+    /// Most devices remembered; past it the set starts over (and some log again).
+    const LIMIT: usize = 100_000;
+
+    fn note(&mut self, rejections: &[store::Rejection]) {
+        for r in rejections {
+            if self.logged.contains(&r.device) {
+                continue;
+            }
+            if self.logged.len() >= Self::LIMIT {
+                self.logged.clear();
+            }
+            self.logged.insert(r.device.clone());
+            tracing::warn!(device = %r.device, reason = %r.reason, "Samples refused by the store (logged once per device; counted in samples_rejected)");
+        }
+    }
 }
 
 async fn flush(
@@ -60,6 +102,7 @@ async fn flush(
     bus: &dyn Bus,
     metrics: &CollectorMetrics,
     shutdown: &CancellationToken,
+    rejecting: &mut Rejecting,
 ) {
     let mut backoff = RETRY_MIN;
     let mut shutdown_since: Option<Instant> = None;
@@ -72,6 +115,8 @@ async fn flush(
                     .observe(started.elapsed().as_secs_f64());
                 metrics.samples_written.inc_by(report.written);
                 metrics.samples_duplicate.inc_by(report.duplicates);
+                metrics.samples_rejected.inc_by(report.rejected);
+                rejecting.note(&report.rejections);
                 metrics.batches.inc();
                 break;
             }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bus::{Bus, BusMessage};
 use crds::SubscribeMode;
 use crds::devices_file::DeviceEntry;
-use futures::SinkExt as _;
+use futures::{SinkExt as _, StreamExt as _};
 use model::{DeviceEvent, DeviceKey, DeviceState, Sample};
 use prost::Message as _;
 use proto::gnmi::g_nmi_client::GNmiClient;
@@ -59,6 +59,9 @@ pub struct Reporter {
 /// State changes waiting for the writer before sessions wait.
 const EVENT_QUEUE: usize = 4096;
 
+/// State changes the writer has in flight at once (a fraction of the store's pool).
+const STATE_WRITES_IN_FLIGHT: usize = 4;
+
 impl Reporter {
     /// A reporter, and its writer task: it records each event in `store`, then publishes
     /// it on `bus`, in order, and ends once every clone of the reporter is dropped and
@@ -69,14 +72,25 @@ impl Reporter {
         metrics: Arc<CollectorMetrics>,
         health: HealthBook,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (events, mut rx) = mpsc::channel::<DeviceEvent>(EVENT_QUEUE);
+        let (events, rx) = mpsc::channel::<DeviceEvent>(EVENT_QUEUE);
         let writer = tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                if let Err(error) = store.record_event(&event).await {
-                    tracing::warn!(device = %event.device, %error, "Could not record device state");
-                }
-                bus.publish(BusMessage::State(event));
-            }
+            let queued = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|event| (event, rx))
+            });
+            // A few writes in flight, not one per session. Order between them does not
+            // matter: the store keeps the newest state by timestamp and appends late
+            // events to the history only.
+            queued
+                .for_each_concurrent(STATE_WRITES_IN_FLIGHT, |event| {
+                    let (store, bus) = (store.clone(), bus.clone());
+                    async move {
+                        if let Err(error) = store.record_event(&event).await {
+                            tracing::warn!(device = %event.device, %error, "Could not record device state");
+                        }
+                        bus.publish(BusMessage::State(event));
+                    }
+                })
+                .await;
         });
         let reporter = Self {
             events,

@@ -495,3 +495,31 @@ async fn shutdown_writes_every_sample_received_even_with_a_slow_store() {
     );
     assert_eq!(stored(&*store, "leaf1").await as u64, received);
 }
+
+#[tokio::test]
+async fn samples_from_a_device_whose_clock_was_never_set_are_refused_and_counted() {
+    let t = target(
+        Behaviour {
+            clock_start: 0,
+            period: Duration::from_millis(20),
+            ..Behaviour::default()
+        },
+        None,
+    )
+    .await;
+    let c = collect(vec![device("leaf1", t.addr)], config()).await;
+    c.wait_for("leaf1", "refused samples", |_| {
+        c.metrics.samples_rejected.get() >= 5
+    })
+    .await;
+    // Refused, not retried: the batcher keeps going and nothing is written or lost.
+    assert_eq!(c.metrics.samples_written.get(), 0);
+    assert_eq!(c.metrics.batch_errors.get(), 0);
+    let (store, metrics, _db) = c.stop().await;
+    assert_eq!(
+        metrics.samples_rejected.get(),
+        metrics.samples_received.get(),
+        "every sample received was refused"
+    );
+    assert_eq!(stored(&*store, "leaf1").await, 0);
+}

@@ -309,3 +309,57 @@ async fn a_refused_subscription_is_dropped_and_the_others_collected() {
     );
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_simulator_stream_that_goes_silent_is_torn_down_and_rebuilt() {
+    let fleet = fleet(
+        "127.0.40.61",
+        FleetConfig {
+            misbehaviour: Misbehaviour {
+                silent_after: Some(Duration::from_millis(300)),
+                ..Misbehaviour::default()
+            },
+            ..FleetConfig::default()
+        },
+    )
+    .await;
+    let c = collect(vec![device("leaf1", fleet.devices()[0].addr)], config()).await;
+    let h = c
+        .wait_for("leaf1", "a stream torn down for silence", |h| {
+            h.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("no data for"))
+        })
+        .await;
+    assert!(h.reconnects >= 1 || h.state == "unreachable", "{h:?}");
+    c.wait_for("leaf1", "synced again", |h| h.state == "synced")
+        .await;
+    c.stop().await;
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_simulator_is_collected_without_reconnects() {
+    let fleet = fleet(
+        "127.0.40.71",
+        FleetConfig {
+            misbehaviour: Misbehaviour {
+                // Each response waits; well within the idle timeout.
+                send_delay: Some(Duration::from_millis(30)),
+                ..Misbehaviour::default()
+            },
+            ..FleetConfig::default()
+        },
+    )
+    .await;
+    let c = collect(vec![device("leaf1", fleet.devices()[0].addr)], config()).await;
+    c.wait_for("leaf1", "synced", |h| h.state == "synced").await;
+    c.wait_for("leaf1", "samples", |_| {
+        c.metrics.samples_written.get() >= 20
+    })
+    .await;
+    let h = c.wait_for("leaf1", "still synced", |_| true).await;
+    assert_eq!(h.reconnects, 0, "{h:?}");
+    c.stop().await;
+    fleet.shutdown().await;
+}

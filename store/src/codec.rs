@@ -254,17 +254,55 @@ struct PendingRow {
 pub(crate) struct Batch<'a> {
     pub series: Vec<SeriesKey<'a>>,
     rows: Vec<PendingRow>,
+    /// Samples refused, with the first reason of each device.
+    pub rejected: u64,
+    pub rejections: Vec<crate::Rejection>,
+}
+
+/// Why `ts` is not admitted when the store's clock reads `now`, if it is not.
+pub(crate) fn implausible(ts: TimestampNs, now: TimestampNs) -> Option<String> {
+    let ahead = i64::try_from(crate::MAX_SAMPLE_AHEAD.as_nanos()).unwrap_or(i64::MAX);
+    if ts < crate::OLDEST_SAMPLE_TS {
+        Some(format!(
+            "timestamp {ts} ns is before 2000-01-01 (device clock not set?)"
+        ))
+    } else if ts > now.saturating_add(ahead) {
+        Some(format!(
+            "timestamp {ts} ns is {}s ahead of the store's clock (more than {}s)",
+            (ts - now) / 1_000_000_000,
+            crate::MAX_SAMPLE_AHEAD.as_secs()
+        ))
+    } else {
+        None
+    }
 }
 
 impl<'a> Batch<'a> {
-    /// Splits `samples`, converting timestamps to the backend's unit with `ts`.
-    pub(crate) fn new(samples: &'a [Sample], ts: impl Fn(TimestampNs) -> i64) -> Self {
+    /// Splits `samples`, converting timestamps to the backend's unit with `ts`; samples
+    /// whose timestamps are implausible at `now` are counted in `rejected` instead.
+    pub(crate) fn new(
+        samples: &'a [Sample],
+        ts: impl Fn(TimestampNs) -> i64,
+        now: TimestampNs,
+    ) -> Self {
         let mut index: HashMap<(&DeviceKey, String), usize> = HashMap::new();
         let mut series = Vec::new();
         // Whether each series' kind so far comes from deletes only.
         let mut kind_from_delete = Vec::new();
         let mut rows = Vec::with_capacity(samples.len());
+        let mut rejected = 0;
+        let mut rejections: Vec<crate::Rejection> = Vec::new();
         for sample in samples {
+            if let Some(reason) = implausible(sample.ts, now) {
+                rejected += 1;
+                if !rejections.iter().any(|r| r.device == sample.device) {
+                    rejections.push(crate::Rejection {
+                        device: sample.device.clone(),
+                        reason: format!("{}: {reason}", sample.path),
+                    });
+                }
+                continue;
+            }
             let path = sample.path.to_string();
             let next = series.len();
             let i = *index
@@ -290,7 +328,17 @@ impl<'a> Batch<'a> {
                 text,
             });
         }
-        Self { series, rows }
+        Self {
+            series,
+            rows,
+            rejected,
+            rejections,
+        }
+    }
+
+    /// Samples admitted (rows not taken yet).
+    pub(crate) fn admitted(&self) -> usize {
+        self.rows.len()
     }
 
     /// Takes the rows out, with their resolved ids (`device_ids[i]`, `series_ids[i]` for
@@ -365,13 +413,63 @@ impl Rows {
 mod tests {
     use super::*;
 
+    /// Test timestamps count from here (plausible, see `implausible`).
+    const BASE: TimestampNs = crate::OLDEST_SAMPLE_TS;
+
     fn sample(device: &str, path: &str, ts: i64, value: Value) -> Sample {
         Sample {
             device: DeviceKey::new(device).expect("test value"),
             path: path.parse::<model::Path>().expect("test value").into(),
-            ts,
+            ts: BASE + ts,
             value,
         }
+    }
+
+    #[test]
+    fn implausible_timestamps_are_refused_one_by_one_with_a_reason_per_device() {
+        let now = BASE + 1_000_000_000_000;
+        let hour = 3_600_000_000_000;
+        let samples = vec![
+            sample("a", "/x", 1, Value::Uint(1)),
+            Sample {
+                ts: 0,
+                ..sample("a", "/x", 0, Value::Uint(2))
+            },
+            Sample {
+                ts: now + 2 * hour,
+                ..sample("a", "/y", 0, Value::Uint(3))
+            },
+            Sample {
+                ts: now + hour,
+                ..sample("b", "/x", 0, Value::Uint(4))
+            },
+            Sample {
+                ts: BASE - 1,
+                ..sample("b", "/z", 0, Value::Uint(5))
+            },
+        ];
+        let batch = Batch::new(&samples, |ns| ns, now);
+        assert_eq!(
+            batch.admitted(),
+            2,
+            "the on-time and the one-hour-ahead samples"
+        );
+        assert_eq!(batch.rejected, 3);
+        let reasons: Vec<(&str, &str)> = batch
+            .rejections
+            .iter()
+            .map(|r| (r.device.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 2, "one per device: {reasons:?}");
+        assert_eq!(reasons[0].0, "a");
+        assert!(
+            reasons[0]
+                .1
+                .starts_with("/x: timestamp 0 ns is before 2000-01-01")
+        );
+        assert_eq!(reasons[1].0, "b");
+        assert!(reasons[1].1.starts_with("/z: "), "{reasons:?}");
+        assert!(implausible(now + 2 * hour, now).is_some_and(|r| r.contains("7200s ahead")));
     }
 
     #[test]
@@ -502,7 +600,7 @@ mod tests {
             sample("a", "/z", 1, Value::String("s".into())),
             sample("a", "/z", 2, Value::Deleted),
         ];
-        let kinds: Vec<Kind> = Batch::new(&samples, |ns| ns)
+        let kinds: Vec<Kind> = Batch::new(&samples, |ns| ns, BASE)
             .series
             .iter()
             .map(|s| s.kind)
@@ -581,7 +679,7 @@ mod tests {
             sample("b", "/x", 30, Value::Uint(99)),
             sample("b", "/x", 20, Value::Float(2.0)),
         ];
-        let batch = Batch::new(&samples, |ns| ns / 10);
+        let batch = Batch::new(&samples, |ns| (ns - BASE) / 10, BASE);
         let keys: Vec<(&str, &str, Kind)> = batch
             .series
             .iter()

@@ -22,6 +22,7 @@ macro_rules! for_each_case {
             nan_reads_back_as_nan,
             nul_in_text_is_replaced,
             writes_are_idempotent,
+            implausible_timestamps_are_rejected_one_by_one,
             duplicates_within_a_batch_keep_the_first,
             series_list_their_last_values,
             older_samples_do_not_move_last_values,
@@ -73,6 +74,7 @@ fn report(written: u64, duplicates: u64) -> WriteReport {
     WriteReport {
         written,
         duplicates,
+        ..WriteReport::default()
     }
 }
 
@@ -159,8 +161,8 @@ pub(crate) async fn round_trip_every_value_kind(store: Arc<dyn Store>) {
             Value::String("liên kết ✓ [x=1]/'\"".into()),
         ),
     ];
-    // Before, at and after the epoch.
-    let times = [-1_000 * US, 0, T0];
+    // The oldest admitted instant, and two realistic ones.
+    let times = [crate::OLDEST_SAMPLE_TS, T0 - 1_000 * US, T0];
     let samples: Vec<Sample> = values
         .iter()
         .flat_map(|(p, v)| times.iter().map(|&ts| sample("leaf1", p, ts, v.clone())))
@@ -224,7 +226,7 @@ pub(crate) async fn round_trip_gnmi_value_kinds(store: Arc<dyn Store>) {
             },
         ),
     ];
-    let times = [-1_000 * US, 0, T0];
+    let times = [crate::OLDEST_SAMPLE_TS, T0 - 1_000 * US, T0];
     let samples: Vec<Sample> = values
         .iter()
         .flat_map(|(p, v)| times.iter().map(|&ts| sample("leaf1", p, ts, v.clone())))
@@ -363,6 +365,67 @@ fn counters(device: &str, n: i64) -> Vec<Sample> {
             sample(device, &p, T0 + i * US, Value::Uint(i as u64 * 100))
         })
         .collect()
+}
+
+pub(crate) async fn implausible_timestamps_are_rejected_one_by_one(store: Arc<dyn Store>) {
+    let hour = 3_600_000_000_000;
+    let now = crate::now_ns();
+    let batch = vec![
+        sample("leaf1", "/a", T0, Value::Uint(1)),
+        // A device whose clock was never set.
+        sample("leaf1", "/a", 1_000, Value::Uint(2)),
+        sample("leaf2", "/b", now + 3 * hour, Value::Uint(3)),
+        sample("leaf2", "/b", now, Value::Uint(4)),
+        sample("leaf1", "/c", 0, Value::Uint(5)),
+    ];
+    let report = store
+        .write_samples(&batch)
+        .await
+        .expect("the batch is written");
+    assert_eq!((report.written, report.duplicates), (2, 0));
+    assert_eq!(report.rejected, 3);
+    let reasons: Vec<(&str, &str)> = report
+        .rejections
+        .iter()
+        .map(|r| (r.device.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "one per device: {reasons:?}");
+    assert_eq!(reasons[0].0, "leaf1");
+    assert!(
+        reasons[0]
+            .1
+            .contains("/a: timestamp 1000 ns is before 2000-01-01"),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[1].0, "leaf2");
+    assert!(
+        reasons[1].1.contains("ahead of the store's clock"),
+        "{reasons:?}"
+    );
+    let values = |p: &'static str| {
+        let store = store.clone();
+        async move {
+            all_points(&store, "leaf1", p)
+                .await
+                .into_iter()
+                .map(|p| p.value)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(values("/a").await, vec![Value::Uint(1)]);
+    assert!(values("/c").await.is_empty());
+    let b: Vec<Value> = all_points(&store, "leaf2", "/b")
+        .await
+        .into_iter()
+        .map(|p| p.value)
+        .collect();
+    assert_eq!(b, vec![Value::Uint(4)]);
+    // A batch with nothing admissible is an empty write, not an error.
+    let none = store
+        .write_samples(&batch[1..2])
+        .await
+        .expect("still not an error");
+    assert_eq!((none.written, none.rejected), (0, 1));
 }
 
 pub(crate) async fn writes_are_idempotent(store: Arc<dyn Store>) {

@@ -163,24 +163,53 @@ pub struct Point {
     pub value: Value,
 }
 
+/// Oldest timestamp a sample may carry: 2000-01-01T00:00:00Z. Older ones come from
+/// device clocks that were never set (1970) and would land in no useful chart.
+pub const OLDEST_SAMPLE_TS: TimestampNs = 946_684_800_000_000_000;
+
+/// How far ahead of the store's clock a sample's timestamp may be (device clock skew).
+pub const MAX_SAMPLE_AHEAD: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Outcome of one `write_samples` call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteReport {
     /// Samples newly stored.
     pub written: u64,
     /// Samples already present for the same (series, ts), ignored.
     pub duplicates: u64,
+    /// Samples refused one by one (the rest of the batch is written): timestamps before
+    /// [`OLDEST_SAMPLE_TS`] or more than [`MAX_SAMPLE_AHEAD`] ahead of the store's clock.
+    pub rejected: u64,
+    /// The first refusal of each device in the batch, in plain words, for logging once.
+    pub rejections: Vec<Rejection>,
+}
+
+/// Why a device's sample was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The device that sent it.
+    pub device: DeviceKey,
+    /// What is wrong with it, naming the path.
+    pub reason: String,
 }
 
 impl WriteReport {
-    /// The report of a batch of `total` samples of which `written` were new.
+    /// The report of a batch of `total` admitted samples of which `written` were new.
     pub fn of(total: usize, written: u64) -> Self {
         let total = u64::try_from(total).unwrap_or(u64::MAX);
         Self {
             written,
             duplicates: total.saturating_sub(written),
+            ..Self::default()
         }
     }
+}
+
+/// Now, ns since the epoch (0 if the clock is before 1970).
+pub(crate) fn now_ns() -> TimestampNs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// The storage port. Implementations are cheap to share (`Arc<dyn Store>`).
@@ -197,6 +226,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Writes a batch in one transaction. Idempotent on (device, path, ts): a sample
     /// already stored (or earlier in the same batch) is counted as a duplicate, not written
     /// twice. Unknown devices are created. Each series' last value moves only forward.
+    /// Samples with implausible timestamps are refused one by one and reported in
+    /// [`WriteReport::rejected`]; they never fail the batch.
     async fn write_samples(&self, samples: &[Sample]) -> Result<WriteReport>;
 
     /// Records the health reports of several devices taken at `at`, in one transaction.

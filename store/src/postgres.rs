@@ -319,10 +319,18 @@ impl Store for PgStore {
         if samples.is_empty() {
             return Ok(WriteReport::default());
         }
-        let mut batch = Batch::new(samples, to_us);
+        let mut batch = Batch::new(samples, to_us, crate::now_ns());
+        if batch.admitted() == 0 {
+            return Ok(WriteReport {
+                rejected: batch.rejected,
+                rejections: std::mem::take(&mut batch.rejections),
+                ..WriteReport::default()
+            });
+        }
         let known = self.ids.lookup(&batch.series);
         let mut tx = self.pool.begin().await?;
         let (device_ids, series_ids) = resolve_ids(&mut tx, &batch.series, &known).await?;
+        let admitted = batch.admitted();
         let rows = batch.take_rows(&device_ids, &series_ids);
 
         let ids: Vec<i64> = rows.rows.iter().map(|r| r.series_id).collect();
@@ -379,7 +387,11 @@ impl Store for PgStore {
 
         self.ids
             .remember_resolved(&batch.series, &known, &device_ids, &series_ids);
-        Ok(WriteReport::of(samples.len(), written))
+        Ok(WriteReport {
+            rejected: batch.rejected,
+            rejections: std::mem::take(&mut batch.rejections),
+            ..WriteReport::of(admitted, written)
+        })
     }
 
     async fn record_health_batch(&self, reports: &[HealthReport], at: TimestampNs) -> Result<()> {
@@ -670,10 +682,12 @@ mod server_tests {
     async fn timestamps_are_truncated_to_microseconds() {
         with_db(|db| async move {
             let store = crate::open(&db.url, true).await.expect("open");
+            // A plausible instant on a whole microsecond; offsets below are in ns.
+            let t = crate::OLDEST_SAMPLE_TS;
             let at = |ts: i64, v: i64| Sample {
                 device: DeviceKey::new("leaf1").expect("key"),
                 path: "/x".parse::<model::Path>().expect("path").into(),
-                ts,
+                ts: t + ts,
                 value: Value::Int(v),
             };
             // 1.5 us and 1.999 us are both stored as 1 us: the second is a duplicate.
@@ -685,47 +699,38 @@ mod server_tests {
                 report,
                 WriteReport {
                     written: 1,
-                    duplicates: 1
+                    duplicates: 1,
+                    ..WriteReport::default()
                 }
             );
             let key = DeviceKey::new("leaf1").expect("key");
             let path: Path = "/x".parse().expect("path");
-            let points = store.range(&key, &path, 1_000, 1_000).await.expect("range");
+            let points = store
+                .range(&key, &path, t + 1_000, t + 1_000)
+                .await
+                .expect("range");
             assert_eq!(
                 points,
                 [Point {
-                    ts: 1_000,
+                    ts: t + 1_000,
                     value: Value::Int(1)
                 }]
             );
             // Bounds apply to stored microseconds: (1.001 us ..= 1.999 us) holds none.
             assert!(
                 store
-                    .range(&key, &path, 1_001, 1_999)
+                    .range(&key, &path, t + 1_001, t + 1_999)
                     .await
                     .expect("range")
                     .is_empty()
             );
             assert_eq!(
                 store
-                    .range(&key, &path, 999, 1_001)
+                    .range(&key, &path, t + 999, t + 1_001)
                     .await
                     .expect("range")
                     .len(),
                 1
-            );
-            // Negative timestamps floor too: -1 ns is stored as -1 us.
-            store.write_samples(&[at(-1, 3)]).await.expect("write");
-            let points = store
-                .range(&key, &path, -1_000, -1_000)
-                .await
-                .expect("range");
-            assert_eq!(
-                points,
-                [Point {
-                    ts: -1_000,
-                    value: Value::Int(3)
-                }]
             );
         })
         .await;
@@ -854,7 +859,7 @@ mod server_tests {
             let s = Sample {
                 device: DeviceKey::new("leaf1").expect("key"),
                 path: "/x".parse::<model::Path>().expect("path").into(),
-                ts: 1_000,
+                ts: crate::OLDEST_SAMPLE_TS,
                 value: Value::Bool(true),
             };
             a.write_samples(std::slice::from_ref(&s))
@@ -865,7 +870,8 @@ mod server_tests {
                 report,
                 WriteReport {
                     written: 0,
-                    duplicates: 1
+                    duplicates: 1,
+                    ..WriteReport::default()
                 }
             );
         })

@@ -273,10 +273,18 @@ impl Store for SqliteStore {
         if samples.is_empty() {
             return Ok(WriteReport::default());
         }
-        let mut batch = Batch::new(samples, |ns| ns);
+        let mut batch = Batch::new(samples, |ns| ns, crate::now_ns());
+        if batch.admitted() == 0 {
+            return Ok(WriteReport {
+                rejected: batch.rejected,
+                rejections: std::mem::take(&mut batch.rejections),
+                ..WriteReport::default()
+            });
+        }
         let known = self.ids.lookup(&batch.series);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let (device_ids, series_ids) = resolve_ids(&mut tx, &batch.series, &known).await?;
+        let admitted = batch.admitted();
         let rows = batch.take_rows(&device_ids, &series_ids);
 
         // One prepared statement, cached by the connection, run per row: SQLite is in-process,
@@ -321,7 +329,11 @@ impl Store for SqliteStore {
 
         self.ids
             .remember_resolved(&batch.series, &known, &device_ids, &series_ids);
-        Ok(WriteReport::of(samples.len(), written))
+        Ok(WriteReport {
+            rejected: batch.rejected,
+            rejections: std::mem::take(&mut batch.rejections),
+            ..WriteReport::of(admitted, written)
+        })
     }
 
     async fn record_health_batch(&self, reports: &[HealthReport], at: TimestampNs) -> Result<()> {
@@ -518,7 +530,7 @@ mod tests {
         let s = Sample {
             device: DeviceKey::new("leaf1").expect("key"),
             path: "/x".parse::<model::Path>().expect("path").into(),
-            ts: 5,
+            ts: crate::OLDEST_SAMPLE_TS + 5,
             value: Value::Int(1),
         };
         store.write_samples(&[s]).await.expect("write");
@@ -534,7 +546,7 @@ mod tests {
             .await
             .expect("device")
             .expect("persisted");
-        assert_eq!(device.last_sample, Some(5));
+        assert_eq!(device.last_sample, Some(crate::OLDEST_SAMPLE_TS + 5));
     }
 
     fn s_key() -> DeviceKey {
@@ -616,7 +628,7 @@ mod tests {
             .write_samples(&[Sample {
                 device: s_key(),
                 path: "/d".parse::<model::Path>().expect("path").into(),
-                ts: 3,
+                ts: crate::OLDEST_SAMPLE_TS + 3,
                 value: decimal.clone(),
             }])
             .await
@@ -731,7 +743,7 @@ mod tests {
         let s = Sample {
             device: s_key(),
             path: "/x".parse::<model::Path>().expect("path").into(),
-            ts: 1,
+            ts: crate::OLDEST_SAMPLE_TS + 1,
             value: Value::Bool(true),
         };
         a.write_samples(std::slice::from_ref(&s))
@@ -742,7 +754,8 @@ mod tests {
             report,
             WriteReport {
                 written: 0,
-                duplicates: 1
+                duplicates: 1,
+                ..WriteReport::default()
             }
         );
     }

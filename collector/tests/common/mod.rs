@@ -59,6 +59,9 @@ pub struct Behaviour {
     /// Timestamps advance by this many intervals per notification (2: every other
     /// sample missing).
     pub stride: i64,
+    /// Timestamp before the first notification (a realistic 2023 instant by default;
+    /// 0 is a device whose clock was never set).
+    pub clock_start: i64,
 }
 
 impl Default for Behaviour {
@@ -79,6 +82,7 @@ impl Default for Behaviour {
             malformed_path: false,
             close_at_once: false,
             stride: 1,
+            clock_start: 1_700_000_000_000_000_000,
         }
     }
 }
@@ -432,9 +436,9 @@ pub async fn target(behaviour: Behaviour, tls: Option<ServerTlsConfig>) -> Targe
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
     let fake = Fake {
+        clock: Arc::new(Mutex::new(behaviour.clock_start)),
         behaviour,
         seen: seen.clone(),
-        clock: Arc::new(Mutex::new(1_700_000_000_000_000_000)),
     };
     let mut builder = Server::builder();
     if let Some(tls) = tls {
