@@ -378,7 +378,68 @@ pub(crate) struct Rows {
     pub rows: Vec<Row>,
 }
 
+/// The devices of `batch` named in `fence`, as (device id, fence epoch), each once.
+pub(crate) fn fenced_ids(
+    batch: &Batch<'_>,
+    device_ids: &[i64],
+    fence: &crate::Fence,
+) -> Result<Vec<(i64, i64)>> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    if fence.is_empty() {
+        return Ok(out);
+    }
+    for (series, id) in batch.series.iter().zip(device_ids) {
+        if let Some(epoch) = fence.get(series.device)
+            && !out.iter().any(|(d, _)| d == id)
+        {
+            out.push((*id, epoch_to_db(*epoch)?));
+        }
+    }
+    Ok(out)
+}
+
+/// The fenced devices whose stored epoch (`current`: id, epoch) is newer than the fence's.
+pub(crate) fn stale_devices(fenced: &[(i64, i64)], current: &[(i64, i64)]) -> Vec<i64> {
+    current
+        .iter()
+        .filter(|(id, epoch)| fenced.iter().any(|(f, held)| f == id && epoch > held))
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// The names of devices `ids` of `batch`, each once.
+pub(crate) fn device_names(batch: &Batch<'_>, device_ids: &[i64], ids: &[i64]) -> Vec<DeviceKey> {
+    let mut names: Vec<DeviceKey> = Vec::new();
+    for (series, id) in batch.series.iter().zip(device_ids) {
+        if ids.contains(id) && !names.contains(series.device) {
+            names.push(series.device.clone());
+        }
+    }
+    names
+}
+
+/// An epoch as stored (`bigint`/`INTEGER`).
+pub(crate) fn epoch_to_db(epoch: u64) -> Result<i64> {
+    i64::try_from(epoch).map_err(|_| crate::Error::EpochTooLarge(epoch))
+}
+
+/// A stored epoch.
+pub(crate) fn epoch_from_db(epoch: i64) -> Result<u64> {
+    u64::try_from(epoch).map_err(|_| crate::Error::Corrupt(format!("negative epoch {epoch}")))
+}
+
 impl Rows {
+    /// Drops the rows of `stale` devices (whose stored epoch outgrew the fence); returns
+    /// how many were dropped.
+    pub(crate) fn drop_devices(&mut self, stale: &[i64]) -> u64 {
+        if stale.is_empty() {
+            return 0;
+        }
+        let before = self.rows.len();
+        self.rows.retain(|r| !stale.contains(&r.device_id));
+        (before - self.rows.len()) as u64
+    }
+
     /// The sample that becomes each series' last value: its newest one, the first of equals
     /// (the one the insert keeps). Ordered by series id.
     pub(crate) fn newest_per_series(&self) -> Vec<&Row> {

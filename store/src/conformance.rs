@@ -23,6 +23,8 @@ macro_rules! for_each_case {
             nul_in_text_is_replaced,
             writes_are_idempotent,
             implausible_timestamps_are_rejected_one_by_one,
+            claims_never_go_back,
+            fenced_writes_refuse_stale_epochs,
             duplicates_within_a_batch_keep_the_first,
             series_list_their_last_values,
             older_samples_do_not_move_last_values,
@@ -426,6 +428,89 @@ pub(crate) async fn implausible_timestamps_are_rejected_one_by_one(store: Arc<dy
         .await
         .expect("still not an error");
     assert_eq!((none.written, none.rejected), (0, 1));
+}
+
+pub(crate) async fn claims_never_go_back(store: Arc<dyn Store>) {
+    let d = key("leaf1");
+    let claim = |owner: &'static str, epoch: u64| {
+        let (store, d) = (store.clone(), d.clone());
+        async move { store.claim(&d, owner, epoch).await.expect("claim") }
+    };
+    let c = claim("collector-a", 1).await;
+    assert_eq!(
+        (c.granted, c.epoch, c.owner.as_deref()),
+        (true, 1, Some("collector-a"))
+    );
+    let c = claim("collector-b", 3).await;
+    assert_eq!(
+        (c.granted, c.epoch, c.owner.as_deref()),
+        (true, 3, Some("collector-b"))
+    );
+    // An older epoch is refused and says who holds the device now.
+    let c = claim("collector-a", 2).await;
+    assert_eq!(
+        (c.granted, c.epoch, c.owner.as_deref()),
+        (false, 3, Some("collector-b"))
+    );
+    // The same epoch again (a retried claim) is granted.
+    let c = claim("collector-b", 3).await;
+    assert!(c.granted);
+    // A claim creates an unknown device.
+    let new = store
+        .claim(&key("leaf9"), "collector-a", 0)
+        .await
+        .expect("claim");
+    assert!(new.granted);
+    assert!(store.device(&key("leaf9")).await.expect("read").is_some());
+    assert!(matches!(
+        store.claim(&d, "x", u64::MAX).await,
+        Err(crate::Error::EpochTooLarge(_))
+    ));
+}
+
+pub(crate) async fn fenced_writes_refuse_stale_epochs(store: Arc<dyn Store>) {
+    // leaf1 moved to another collector at epoch 2; this writer still holds epoch 1.
+    assert!(
+        store
+            .claim(&key("leaf1"), "new", 2)
+            .await
+            .expect("claim")
+            .granted
+    );
+    let batch = vec![
+        sample("leaf1", "/a", T0, Value::Uint(1)),
+        sample("leaf2", "/a", T0, Value::Uint(2)),
+        sample("leaf1", "/b", T0, Value::Uint(3)),
+        sample("leaf3", "/a", T0, Value::Uint(4)),
+    ];
+    let fence: crate::Fence = [(key("leaf1"), 1), (key("leaf2"), 0)].into_iter().collect();
+    let report = store.write_fenced(&batch, &fence).await.expect("write");
+    assert_eq!(
+        (report.written, report.duplicates, report.fenced),
+        (2, 0, 2)
+    );
+    assert_eq!(report.fenced_devices, vec![key("leaf1")]);
+    assert!(all_points(&store, "leaf1", "/a").await.is_empty());
+    assert_eq!(all_points(&store, "leaf2", "/a").await.len(), 1);
+    assert_eq!(
+        all_points(&store, "leaf3", "/a").await.len(),
+        1,
+        "not fenced"
+    );
+    // The new owner, holding epoch 2, writes.
+    let fence: crate::Fence = [(key("leaf1"), 2)].into_iter().collect();
+    let report = store
+        .write_fenced(&batch[..1], &fence)
+        .await
+        .expect("write");
+    assert_eq!((report.written, report.fenced), (1, 0));
+    // Only epochs newer than the fence's refuse: a fence ahead of the store writes too.
+    let fence: crate::Fence = [(key("leaf1"), 5)].into_iter().collect();
+    let report = store
+        .write_fenced(&batch[2..3], &fence)
+        .await
+        .expect("write");
+    assert_eq!((report.written, report.fenced), (1, 0));
 }
 
 pub(crate) async fn writes_are_idempotent(store: Arc<dyn Store>) {

@@ -81,6 +81,12 @@ pub enum Error {
     /// A stored row could not be read back into the model (corrupt or foreign data).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// This store implementation does not offer the operation (test doubles).
+    #[error("this store does not support {0}")]
+    Unsupported(&'static str),
+    /// An epoch beyond what the database holds (2^63 - 1).
+    #[error("epoch {0} is too large")]
+    EpochTooLarge(u64),
 }
 
 /// Result alias for this crate.
@@ -182,6 +188,26 @@ pub struct WriteReport {
     pub rejected: u64,
     /// The first refusal of each device in the batch, in plain words, for logging once.
     pub rejections: Vec<Rejection>,
+    /// Samples refused because their device's epoch has grown past the batch's (the
+    /// writer no longer owns the device), see [`Store::write_fenced`].
+    pub fenced: u64,
+    /// The devices refused for that reason, each once.
+    pub fenced_devices: Vec<DeviceKey>,
+}
+
+/// The ownership epoch a writer holds for each device it writes (see
+/// [`Store::write_fenced`]). Devices not named are written without fencing.
+pub type Fence = std::collections::HashMap<DeviceKey, u64>;
+
+/// Outcome of [`Store::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Whether the claim took effect (its epoch was not older than the device's).
+    pub granted: bool,
+    /// The device's epoch afterwards.
+    pub epoch: u64,
+    /// The device's owner afterwards.
+    pub owner: Option<String>,
 }
 
 /// Why a device's sample was refused.
@@ -229,6 +255,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Samples with implausible timestamps are refused one by one and reported in
     /// [`WriteReport::rejected`]; they never fail the batch.
     async fn write_samples(&self, samples: &[Sample]) -> Result<WriteReport>;
+
+    /// [`Store::write_samples`], fenced: the samples of a device named in `fence` are
+    /// written only while the device's epoch is not newer than the fence's; otherwise
+    /// they are refused and counted in [`WriteReport::fenced`]. A write and a
+    /// [`Store::claim`] of the same device never interleave: the claim waits for the
+    /// write's transaction or the write sees the claim.
+    ///
+    /// The default ignores nothing silently: it writes when `fence` is empty and fails
+    /// with [`Error::Unsupported`] otherwise (test doubles); both adapters fence.
+    async fn write_fenced(&self, samples: &[Sample], fence: &Fence) -> Result<WriteReport> {
+        if fence.is_empty() {
+            self.write_samples(samples).await
+        } else {
+            Err(Error::Unsupported("fenced writes"))
+        }
+    }
+
+    /// Makes `owner` the writer of `device` from `epoch` on, if `epoch` is not older than
+    /// the device's current epoch (epochs never go back; claiming the current epoch again
+    /// is allowed, so a retried claim succeeds). Creates an unknown device. The default
+    /// fails with [`Error::Unsupported`]; both adapters implement it.
+    async fn claim(&self, device: &DeviceKey, owner: &str, epoch: u64) -> Result<Claim> {
+        let _ = (device, owner, epoch);
+        Err(Error::Unsupported("ownership claims"))
+    }
 
     /// Records the health reports of several devices taken at `at`, in one transaction.
     /// Unknown devices are created (with an empty address and state `pending`), as

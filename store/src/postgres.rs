@@ -22,8 +22,8 @@ use crate::cache::{IdCache, Known};
 use crate::codec::{self, Batch, Kind, SeriesKey};
 use crate::schema::{self, Applied};
 use crate::{
-    DeviceInfo, DeviceSummary, Error, HealthReport, MigrationReport, Point, Result, SeriesSummary,
-    Store, WriteReport,
+    Claim, DeviceInfo, DeviceSummary, Error, Fence, HealthReport, MigrationReport, Point, Result,
+    SeriesSummary, Store, WriteReport,
 };
 
 /// The migrations in `migrations/postgres`, embedded at compile time.
@@ -315,7 +315,38 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn claim(&self, device: &DeviceKey, owner: &str, epoch: u64) -> Result<Claim> {
+        let wanted = codec::epoch_to_db(epoch)?;
+        let mut tx = self.pool.begin().await?;
+        let granted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO devices (name, epoch, owner) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET epoch = EXCLUDED.epoch, owner = EXCLUDED.owner \
+             WHERE devices.epoch <= EXCLUDED.epoch \
+             RETURNING epoch",
+        )
+        .bind(device.as_str())
+        .bind(wanted)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (current, holder): (i64, Option<String>) =
+            sqlx::query_as("SELECT epoch, owner FROM devices WHERE name = $1")
+                .bind(device.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Claim {
+            granted: granted.is_some(),
+            epoch: codec::epoch_from_db(current)?,
+            owner: holder,
+        })
+    }
+
     async fn write_samples(&self, samples: &[Sample]) -> Result<WriteReport> {
+        self.write_fenced(samples, &Fence::new()).await
+    }
+
+    async fn write_fenced(&self, samples: &[Sample], fence: &Fence) -> Result<WriteReport> {
         if samples.is_empty() {
             return Ok(WriteReport::default());
         }
@@ -331,7 +362,22 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         let (device_ids, series_ids) = resolve_ids(&mut tx, &batch.series, &known).await?;
         let admitted = batch.admitted();
-        let rows = batch.take_rows(&device_ids, &series_ids);
+        let fenced_ids = codec::fenced_ids(&batch, &device_ids, fence)?;
+        let mut rows = batch.take_rows(&device_ids, &series_ids);
+        // Fencing: lock the fenced devices (in id order, so writers never deadlock) and
+        // drop the rows of those whose epoch has grown past the batch's.
+        let mut stale: Vec<i64> = Vec::new();
+        if !fenced_ids.is_empty() {
+            let ids: Vec<i64> = fenced_ids.iter().map(|(id, _)| *id).collect();
+            let current: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT id, epoch FROM devices WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            stale = codec::stale_devices(&fenced_ids, &current);
+        }
+        let fenced = rows.drop_devices(&stale);
 
         let ids: Vec<i64> = rows.rows.iter().map(|r| r.series_id).collect();
         let ts: Vec<DateTime<Utc>> = rows.rows.iter().map(|r| timestamptz(r.ts)).collect();
@@ -387,10 +433,13 @@ impl Store for PgStore {
 
         self.ids
             .remember_resolved(&batch.series, &known, &device_ids, &series_ids);
+        let fenced_devices = codec::device_names(&batch, &device_ids, &stale);
         Ok(WriteReport {
             rejected: batch.rejected,
             rejections: std::mem::take(&mut batch.rejections),
-            ..WriteReport::of(admitted, written)
+            fenced,
+            fenced_devices,
+            ..WriteReport::of(admitted - fenced as usize, written)
         })
     }
 
@@ -846,6 +895,58 @@ mod server_tests {
                 .map(|(ts, state)| (ts.timestamp_micros(), state.as_str()))
                 .collect();
             assert_eq!(history, [(0, "connecting"), (1, "synced"), (2, "synced")]);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn crossed_handoffs_never_deadlock_and_the_stale_side_is_fenced() {
+        // Two collectors mid-rebalance: A owns leaf1 and is stale for leaf2, B the
+        // reverse; both write both devices at once, many times.
+        with_db(|db| async move {
+            let a = crate::open(&db.url, true).await.expect("open a");
+            let b = crate::open(&db.url, false).await.expect("open b");
+            let (d1, d2) = (
+                DeviceKey::new("leaf1").expect("key"),
+                DeviceKey::new("leaf2").expect("key"),
+            );
+            assert!(a.claim(&d1, "a", 2).await.expect("claim").granted);
+            assert!(b.claim(&d2, "b", 2).await.expect("claim").granted);
+            let batch = |round: i64| -> Vec<Sample> {
+                [&d1, &d2]
+                    .into_iter()
+                    .flat_map(|d| {
+                        (0..20).map(move |i| Sample {
+                            device: d.clone(),
+                            path: format!("/p{i}")
+                                .parse::<model::Path>()
+                                .expect("path")
+                                .into(),
+                            ts: crate::OLDEST_SAMPLE_TS + round * 1_000_000,
+                            value: Value::Int(round),
+                        })
+                    })
+                    .collect()
+            };
+            let fence_a: Fence = [(d1.clone(), 2), (d2.clone(), 1)].into_iter().collect();
+            let fence_b: Fence = [(d1.clone(), 1), (d2.clone(), 2)].into_iter().collect();
+            for round in 0..30 {
+                let samples = batch(round);
+                let (ra, rb) = tokio::join!(
+                    a.write_fenced(&samples, &fence_a),
+                    b.write_fenced(&samples, &fence_b)
+                );
+                let (ra, rb) = (ra.expect("a writes"), rb.expect("b writes"));
+                assert_eq!((ra.fenced, rb.fenced), (20, 20), "round {round}");
+                assert_eq!(ra.fenced_devices, vec![d2.clone()]);
+                assert_eq!(rb.fenced_devices, vec![d1.clone()]);
+                assert_eq!(ra.written + ra.duplicates + rb.written + rb.duplicates, 40);
+            }
+            let path: Path = "/p0".parse().expect("path");
+            for d in [&d1, &d2] {
+                let points = a.range(d, &path, i64::MIN, i64::MAX).await.expect("range");
+                assert_eq!(points.len(), 30, "one point per round for {d}");
+            }
         })
         .await;
     }

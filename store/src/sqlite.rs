@@ -18,8 +18,8 @@ use crate::cache::{IdCache, Known};
 use crate::codec::{self, Batch, Kind, SeriesKey};
 use crate::schema::{self, Applied};
 use crate::{
-    DeviceInfo, DeviceSummary, Error, HealthReport, MigrationReport, Point, Result, SeriesSummary,
-    Store, WriteReport,
+    Claim, DeviceInfo, DeviceSummary, Error, Fence, HealthReport, MigrationReport, Point, Result,
+    SeriesSummary, Store, WriteReport,
 };
 
 /// The migrations in `migrations/sqlite`, embedded at compile time.
@@ -269,7 +269,38 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn claim(&self, device: &DeviceKey, owner: &str, epoch: u64) -> Result<Claim> {
+        let wanted = codec::epoch_to_db(epoch)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let granted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO devices (name, epoch, owner) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET epoch = excluded.epoch, owner = excluded.owner \
+             WHERE devices.epoch <= excluded.epoch \
+             RETURNING epoch",
+        )
+        .bind(device.as_str())
+        .bind(wanted)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (current, holder): (i64, Option<String>) =
+            sqlx::query_as("SELECT epoch, owner FROM devices WHERE name = ?1")
+                .bind(device.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Claim {
+            granted: granted.is_some(),
+            epoch: codec::epoch_from_db(current)?,
+            owner: holder,
+        })
+    }
+
     async fn write_samples(&self, samples: &[Sample]) -> Result<WriteReport> {
+        self.write_fenced(samples, &Fence::new()).await
+    }
+
+    async fn write_fenced(&self, samples: &[Sample], fence: &Fence) -> Result<WriteReport> {
         if samples.is_empty() {
             return Ok(WriteReport::default());
         }
@@ -285,7 +316,20 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let (device_ids, series_ids) = resolve_ids(&mut tx, &batch.series, &known).await?;
         let admitted = batch.admitted();
-        let rows = batch.take_rows(&device_ids, &series_ids);
+        let fenced_ids = codec::fenced_ids(&batch, &device_ids, fence)?;
+        let mut rows = batch.take_rows(&device_ids, &series_ids);
+        // Fencing (the IMMEDIATE transaction already excludes other writers and claims):
+        // drop the rows of devices whose epoch has grown past the batch's.
+        let mut current: Vec<(i64, i64)> = Vec::with_capacity(fenced_ids.len());
+        for (id, _) in &fenced_ids {
+            let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM devices WHERE id = ?1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            current.push((*id, epoch));
+        }
+        let stale = codec::stale_devices(&fenced_ids, &current);
+        let fenced = rows.drop_devices(&stale);
 
         // One prepared statement, cached by the connection, run per row: SQLite is in-process,
         // so a round trip costs a function call rather than a network hop.
@@ -329,10 +373,13 @@ impl Store for SqliteStore {
 
         self.ids
             .remember_resolved(&batch.series, &known, &device_ids, &series_ids);
+        let fenced_devices = codec::device_names(&batch, &device_ids, &stale);
         Ok(WriteReport {
             rejected: batch.rejected,
             rejections: std::mem::take(&mut batch.rejections),
-            ..WriteReport::of(admitted, written)
+            fenced,
+            fenced_devices,
+            ..WriteReport::of(admitted - fenced as usize, written)
         })
     }
 
