@@ -24,6 +24,7 @@ macro_rules! for_each_case {
             writes_are_idempotent,
             implausible_timestamps_are_rejected_one_by_one,
             claims_never_go_back,
+            steps_aggregate_and_keep_gaps,
             fenced_writes_refuse_stale_epochs,
             duplicates_within_a_batch_keep_the_first,
             series_list_their_last_values,
@@ -428,6 +429,50 @@ pub(crate) async fn implausible_timestamps_are_rejected_one_by_one(store: Arc<dy
         .await
         .expect("still not an error");
     assert_eq!((none.written, none.rejected), (0, 1));
+}
+
+pub(crate) async fn steps_aggregate_and_keep_gaps(store: Arc<dyn Store>) {
+    let s = 1_000_000_000;
+    let p = "/interfaces/interface[name=Ethernet1]/state/counters/in-octets";
+    // Every 10 s for a minute, then a two-minute silence, then a reset.
+    let mut batch: Vec<Sample> = (0..6)
+        .map(|i| {
+            sample(
+                "leaf1",
+                p,
+                T0 + i * 10 * s,
+                Value::Uint(1_000 + 100 * i as u64),
+            )
+        })
+        .collect();
+    batch.push(sample("leaf1", p, T0 + 180 * s, Value::Uint(50)));
+    store.write_samples(&batch).await.expect("write");
+    let buckets = store
+        .range_step(&key("leaf1"), &path(p), T0, T0 + 239 * s, 60 * s)
+        .await
+        .expect("steps");
+    assert_eq!(buckets.len(), 4);
+    let first = buckets[0].stats.clone().expect("data");
+    assert_eq!(
+        (first.count, first.min, first.max, first.last),
+        (6, 1_000.0, 1_500.0, 1_500.0)
+    );
+    assert_eq!(first.increase, 500.0);
+    assert!(
+        buckets[1].stats.is_none() && buckets[2].stats.is_none(),
+        "gaps"
+    );
+    assert_eq!(
+        buckets[3].stats.as_ref().map(|s| s.increase),
+        Some(50.0),
+        "a reset"
+    );
+    assert!(matches!(
+        store
+            .range_step(&key("leaf1"), &path(p), T0, T0 + s, 0)
+            .await,
+        Err(crate::Error::Step(crate::StepError::NotPositive))
+    ));
 }
 
 pub(crate) async fn claims_never_go_back(store: Arc<dyn Store>) {

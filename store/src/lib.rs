@@ -22,6 +22,9 @@ mod conformance;
 mod postgres;
 mod schema;
 mod sqlite;
+pub mod step;
+
+pub use step::{Bucket, Stats, StepError};
 
 use std::sync::Arc;
 
@@ -84,6 +87,9 @@ pub enum Error {
     /// This store implementation does not offer the operation (test doubles).
     #[error("this store does not support {0}")]
     Unsupported(&'static str),
+    /// A step query that cannot be answered as asked.
+    #[error("{0}")]
+    Step(#[from] StepError),
     /// An epoch beyond what the database holds (2^63 - 1).
     #[error("epoch {0} is too large")]
     EpochTooLarge(u64),
@@ -332,6 +338,26 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         from: TimestampNs,
         to: TimestampNs,
     ) -> Result<Vec<Point>>;
+
+    /// One series over `[from, to]` in steps of `step` ns from `from`: one bucket per
+    /// step, gaps as gaps, with min/max/avg/last and the counter increase (see
+    /// [`step`]). Refused with [`Error::Step`] for a non-positive step, `from > to` or
+    /// more than [`step::MAX_BUCKETS`] buckets.
+    ///
+    /// Computed from the raw points of the range (both backends alike); pre-aggregated
+    /// rollups for long ranges are not built yet.
+    async fn range_step(
+        &self,
+        device: &DeviceKey,
+        path: &Path,
+        from: TimestampNs,
+        to: TimestampNs,
+        step: i64,
+    ) -> Result<Vec<Bucket>> {
+        step::count(from, to, step)?;
+        let points = self.range(device, path, from, to).await?;
+        Ok(step::buckets(&points, from, to, step)?)
+    }
 
     /// Cheap round trip proving the database answers (readiness).
     async fn ping(&self) -> Result<()>;

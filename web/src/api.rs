@@ -19,6 +19,11 @@ pub fn rfc3339(ts: TimestampNs) -> String {
     DateTime::<Utc>::from_timestamp_nanos(ts).to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// A step as seconds with a unit, for echoing back (`60s`).
+fn step_text(ns: i64) -> String {
+    format!("{}s", ns as f64 / 1e9)
+}
+
 /// Parses a time parameter: RFC 3339, or an integer of nanoseconds since the epoch.
 pub fn parse_time(name: &str, s: &str) -> Result<TimestampNs> {
     if let Ok(ns) = s.parse::<i64>() {
@@ -120,6 +125,7 @@ pub struct SeriesQuery {
     path: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    step: Option<String>,
 }
 
 /// A stored point.
@@ -129,7 +135,12 @@ pub struct PointJson {
     value: Value,
 }
 
-/// `GET /api/v1/devices/{name}/series?path=...&from=...&to=...`
+/// `GET /api/v1/devices/{name}/series?path=...&from=...&to=...[&step=...]`
+///
+/// Without `step`: the stored points. With `step` (a duration such as `60s` or `1h`):
+/// one bucket per step from `from`, each `{start, stats}` where `stats` is `null` for a
+/// gap, else `{count, min, max, avg, last, increase}` (increase: counter growth within
+/// the step, resets counted as in Prometheus).
 pub async fn series(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
@@ -155,6 +166,26 @@ pub async fn series(
     }
     if state.store.device(&key).await?.is_none() {
         return Err(Error::UnknownDevice(name));
+    }
+    if let Some(step) = q.step.as_deref() {
+        let step = crds::parse_duration(step)
+            .map_err(|e| Error::BadRequest(format!("step: {e}")))?
+            .as_nanos();
+        let step = i64::try_from(step).map_err(|_| Error::BadRequest("step too long".into()))?;
+        store::step::count(from, to, step).map_err(|e| Error::BadRequest(e.to_string()))?;
+        let buckets = state.store.range_step(&key, &path, from, to, step).await?;
+        let buckets: Vec<serde_json::Value> = buckets
+            .into_iter()
+            .map(|b| serde_json::json!({ "start": rfc3339(b.start), "stats": b.stats }))
+            .collect();
+        return Ok(Json(serde_json::json!({
+            "device": key.as_str(),
+            "path": path.to_string(),
+            "from": rfc3339(from),
+            "to": rfc3339(to),
+            "step": step_text(step),
+            "buckets": buckets,
+        })));
     }
     let points = state.store.range(&key, &path, from, to).await?;
     let points: Vec<PointJson> = points

@@ -104,6 +104,45 @@ async fn series_endpoint_returns_points_and_refuses_bad_input() {
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["points"].as_array().unwrap().len(), 10);
 
+    // In steps: ten samples 2 s apart, ending now, in 10 s steps over the last minute.
+    let (status, body) = get(
+        &f.state,
+        &format!(
+            "/api/v1/devices/leaf1/series?path={path}&from={}&step=10s",
+            now_ns() - 59_000_000_000
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let buckets = json["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 6, "{body}");
+    let counted: u64 = buckets
+        .iter()
+        .filter_map(|b| b["stats"]["count"].as_u64())
+        .sum();
+    assert_eq!(counted, 10, "{body}");
+    assert!(
+        buckets[0]["stats"].is_null(),
+        "the first 30 s hold no samples: {body}"
+    );
+    for bad in ["0s", "soon"] {
+        let (status, body) = get(
+            &f.state,
+            &format!("/api/v1/devices/leaf1/series?path={path}&step={bad}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body.contains("step"), "{body}");
+    }
+    let (status, body) = get(
+        &f.state,
+        &format!("/api/v1/devices/leaf1/series?path={path}&from=0&step=1ms"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("use a longer step"), "{body}");
+
     let (status, body) = get(&f.state, "/api/v1/devices/leaf1/series").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("`path` parameter is required"), "{body}");

@@ -1,0 +1,252 @@
+//! A series over a time range in fixed steps: one bucket per step, gaps kept as gaps.
+//!
+//! Pure: [`buckets`] aggregates points already read. Every numeric kind counts (booleans
+//! as 0/1, decimals as floats); text, bytes and the like are skipped; a delete breaks the
+//! counter chain. A bucket without a numeric sample is a gap (`stats: None`), never a
+//! zero: a chart draws a hole there.
+//!
+//! `increase` is what a counter grew by within the bucket: the sum of the differences
+//! between consecutive samples, where a drop is a counter reset (the device restarted
+//! or the counter wrapped) and the new value itself is the increase since the reset, as
+//! Prometheus counts it. The difference from the last sample before a bucket to its first
+//! belongs to that bucket; the first sample of the range has nothing before it.
+
+use model::{TimestampNs, Value};
+use serde::Serialize;
+
+use crate::Point;
+
+/// Most buckets one query may ask for (a chart is a few thousand pixels wide).
+pub const MAX_BUCKETS: i64 = 10_000;
+
+/// One step of a series: `[start, start + step)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    /// Start of the step, ns since the epoch.
+    pub start: TimestampNs,
+    /// Aggregates of its numeric samples; `None` is a gap.
+    pub stats: Option<Stats>,
+}
+
+/// Aggregates of the numeric samples of one bucket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    /// Samples in the bucket.
+    pub count: u64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Mean of the values.
+    pub avg: f64,
+    /// Newest value.
+    pub last: f64,
+    /// Counter increase within the bucket (see the module documentation).
+    pub increase: f64,
+}
+
+/// Why a step query is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// The step is zero or negative.
+    #[error("the step must be positive")]
+    NotPositive,
+    /// `from` is after `to`.
+    #[error("`from` is after `to`")]
+    Backwards,
+    /// More than [`MAX_BUCKETS`] buckets.
+    #[error("{0} steps asked for; at most {MAX_BUCKETS}: use a longer step")]
+    TooMany(i64),
+}
+
+/// The number of buckets `[from, to]` makes at `step`, or why it is refused.
+pub fn count(from: TimestampNs, to: TimestampNs, step: i64) -> Result<i64, StepError> {
+    if step <= 0 {
+        return Err(StepError::NotPositive);
+    }
+    if from > to {
+        return Err(StepError::Backwards);
+    }
+    let n = (to - from) / step + 1;
+    if n > MAX_BUCKETS {
+        return Err(StepError::TooMany(n));
+    }
+    Ok(n)
+}
+
+/// The value of a sample as a number, if it has one.
+fn numeric(value: &Value) -> Option<f64> {
+    match value {
+        Value::Int(v) => Some(*v as f64),
+        Value::Uint(v) => Some(*v as f64),
+        Value::Float(v) => Some(*v),
+        Value::Bool(v) => Some(if *v { 1.0 } else { 0.0 }),
+        Value::Decimal { digits, precision } => {
+            Some(*digits as f64 / 10f64.powi(i32::try_from(*precision).unwrap_or(i32::MAX)))
+        }
+        _ => None,
+    }
+}
+
+/// `points` (oldest first, within `[from, to]`) in buckets of `step` from `from`.
+pub fn buckets(
+    points: &[Point],
+    from: TimestampNs,
+    to: TimestampNs,
+    step: i64,
+) -> Result<Vec<Bucket>, StepError> {
+    let n = count(from, to, step)?;
+    let mut out: Vec<Bucket> = (0..n)
+        .map(|i| Bucket {
+            start: from + i * step,
+            stats: None,
+        })
+        .collect();
+    let mut previous: Option<f64> = None;
+    for point in points {
+        if point.ts < from || point.ts > to {
+            continue;
+        }
+        let Some(v) = numeric(&point.value) else {
+            if point.value.is_deleted() {
+                previous = None;
+            }
+            continue;
+        };
+        let increase = match previous {
+            Some(p) if v >= p => v - p,
+            Some(_) => v,
+            None => 0.0,
+        };
+        previous = Some(v);
+        let i = usize::try_from((point.ts - from) / step).unwrap_or(0);
+        let Some(bucket) = out.get_mut(i) else {
+            continue;
+        };
+        match &mut bucket.stats {
+            None => {
+                bucket.stats = Some(Stats {
+                    count: 1,
+                    min: v,
+                    max: v,
+                    avg: v,
+                    last: v,
+                    increase,
+                });
+            }
+            Some(s) => {
+                s.count += 1;
+                s.min = s.min.min(v);
+                s.max = s.max.max(v);
+                s.avg += (v - s.avg) / s.count as f64;
+                s.last = v;
+                s.increase += increase;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    fn p(ts: i64, value: Value) -> Point {
+        Point { ts, value }
+    }
+
+    #[test]
+    fn gaps_stay_gaps_and_aggregates_are_per_step() {
+        let points = [
+            p(0, Value::Uint(10)),
+            p(10 * S, Value::Uint(20)),
+            p(59 * S, Value::Uint(30)),
+            // Nothing in [60 s, 120 s).
+            p(120 * S, Value::Uint(50)),
+        ];
+        let b = buckets(&points, 0, 179 * S, 60 * S).expect("valid");
+        assert_eq!(b.len(), 3);
+        let first = b[0].stats.clone().expect("data");
+        assert_eq!(
+            (
+                first.count,
+                first.min,
+                first.max,
+                first.avg,
+                first.last,
+                first.increase
+            ),
+            (3, 10.0, 30.0, 20.0, 30.0, 20.0)
+        );
+        assert_eq!(
+            b[1],
+            Bucket {
+                start: 60 * S,
+                stats: None
+            }
+        );
+        // The growth across the gap belongs to the bucket that sees it.
+        assert_eq!(b[2].stats.as_ref().map(|s| s.increase), Some(20.0));
+    }
+
+    #[test]
+    fn a_drop_is_a_counter_reset_and_a_delete_breaks_the_chain() {
+        let points = [
+            p(0, Value::Uint(1_000)),
+            p(S, Value::Uint(1_500)),
+            // Device restarted: the counter starts again from 0.
+            p(2 * S, Value::Uint(200)),
+            p(3 * S, Value::Uint(300)),
+            p(4 * S, Value::Deleted),
+            p(5 * S, Value::Uint(900)),
+            p(6 * S, Value::String("text is skipped".into())),
+        ];
+        let b = buckets(&points, 0, 9 * S, 10 * S).expect("valid");
+        let s = b[0].stats.clone().expect("data");
+        assert_eq!(s.increase, 500.0 + 200.0 + 100.0);
+        assert_eq!((s.count, s.last, s.min, s.max), (5, 900.0, 200.0, 1_500.0));
+    }
+
+    #[test]
+    fn every_numeric_kind_counts() {
+        let points = [
+            p(0, Value::Int(-2)),
+            p(1, Value::Float(0.5)),
+            p(2, Value::Bool(true)),
+            p(
+                3,
+                Value::Decimal {
+                    digits: 25,
+                    precision: 1,
+                },
+            ),
+        ];
+        let s = buckets(&points, 0, 3, 4).expect("valid")[0]
+            .stats
+            .clone()
+            .expect("data");
+        assert_eq!((s.count, s.min, s.max, s.last), (4, -2.0, 2.5, 2.5));
+    }
+
+    #[test]
+    fn bounds_and_limits() {
+        // `to` is inclusive: a point at `to` lands in the last bucket.
+        let b = buckets(&[p(10, Value::Uint(1))], 0, 10, 5).expect("valid");
+        assert_eq!(b.len(), 3);
+        assert!(b[2].stats.is_some());
+        assert_eq!(count(0, 10, 0), Err(StepError::NotPositive));
+        assert_eq!(count(10, 0, 1), Err(StepError::Backwards));
+        assert_eq!(
+            count(0, MAX_BUCKETS, 1),
+            Err(StepError::TooMany(MAX_BUCKETS + 1))
+        );
+        assert_eq!(count(0, MAX_BUCKETS - 1, 1), Ok(MAX_BUCKETS));
+        assert!(
+            StepError::TooMany(20_000)
+                .to_string()
+                .contains("use a longer step")
+        );
+    }
+}
