@@ -142,6 +142,12 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
         web::router(state).merge(collector_api(health.clone())),
         shutdown.clone().cancelled_owned(),
     ));
+    let upkeep = tokio::spawn(maintain(
+        store.clone(),
+        args.storage.retention(),
+        args.storage.maintenance_interval,
+        shutdown.clone(),
+    ));
     println!("netpulse is running with {count} devices: open http://{addr}/");
     collector::run(
         devices,
@@ -154,11 +160,46 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
     )
     .await?;
     shutdown.cancelled().await;
+    upkeep.await?;
     web_task.await??;
     if let Some(fleet) = fleet {
         fleet.shutdown().await;
     }
     Ok(())
+}
+
+/// Storage upkeep (partitions ahead, retention) now and every `every` until shutdown.
+/// Failures are logged and retried at the next tick: ingest does not depend on them.
+async fn maintain(
+    store: Arc<dyn store::Store>,
+    retention: store::Retention,
+    every: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        match store.maintain(now, &retention).await {
+            Ok(r) if r.skipped => {
+                tracing::debug!("Storage maintenance skipped: another process runs it");
+            }
+            Ok(r) => tracing::info!(
+                created = ?r.created,
+                dropped = ?r.dropped,
+                moved = r.moved,
+                deleted = r.deleted,
+                "Storage maintenance done"
+            ),
+            Err(error) => tracing::warn!(%error, "Storage maintenance failed; retrying later"),
+        }
+    }
 }
 
 async fn run_collector(args: CollectorArgs) -> anyhow::Result<()> {
@@ -180,6 +221,12 @@ async fn run_collector(args: CollectorArgs) -> anyhow::Result<()> {
         ops,
         shutdown.clone().cancelled_owned(),
     ));
+    let upkeep = tokio::spawn(maintain(
+        store.clone(),
+        args.storage.retention(),
+        args.storage.maintenance_interval,
+        shutdown.clone(),
+    ));
     println!(
         "netpulse collector is running with {} devices: metrics at http://{addr}/metrics",
         devices.len()
@@ -195,6 +242,7 @@ async fn run_collector(args: CollectorArgs) -> anyhow::Result<()> {
     )
     .await?;
     shutdown.cancelled().await;
+    upkeep.await?;
     ops_task.await??;
     Ok(())
 }

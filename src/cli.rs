@@ -74,6 +74,37 @@ pub struct RedisArgs {
     pub bus_prefix: String,
 }
 
+/// Storage upkeep the collector runs (one collector at a time on PostgreSQL).
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// How long raw samples are kept (500ms, 30s, 5m, 1h, 7d). Older days are dropped
+    /// whole (PostgreSQL partitions) or deleted (SQLite) by the maintenance task.
+    #[arg(long, env = "NETPULSE_RETENTION_RAW", default_value = "7d", value_parser = parse_retention)]
+    pub retention_raw: std::time::Duration,
+
+    /// How often the maintenance task runs (partitions ahead, retention).
+    #[arg(long, env = "NETPULSE_MAINTENANCE_INTERVAL", default_value = "10m", value_parser = parse_retention)]
+    pub maintenance_interval: std::time::Duration,
+}
+
+impl StorageArgs {
+    /// The retention policy these flags ask for.
+    pub fn retention(&self) -> store::Retention {
+        store::Retention {
+            raw: self.retention_raw,
+            ..store::Retention::default()
+        }
+    }
+}
+
+fn parse_retention(s: &str) -> Result<std::time::Duration, String> {
+    match crds::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be positive".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// gNMI session settings of the collector.
 #[derive(Debug, Args)]
 pub struct GnmiArgs {
@@ -227,6 +258,9 @@ pub struct AllArgs {
 
     #[command(flatten)]
     pub gnmi: GnmiArgs,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 #[derive(Debug, Args)]
@@ -248,6 +282,9 @@ pub struct CollectorArgs {
 
     #[command(flatten)]
     pub gnmi: GnmiArgs,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 #[derive(Debug, Args)]

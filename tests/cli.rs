@@ -114,3 +114,24 @@ async fn node_role_picks_the_role_in_containers() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Kubernetes"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_zero_or_malformed_retention_is_refused_before_anything_starts() {
+    for (value, says) in [("0s", "must be positive"), ("a week", "invalid duration")] {
+        let (ok, _, stderr) = output(&[
+            "collector",
+            "--devices",
+            "examples/devices.yaml",
+            "--database-url",
+            "sqlite::memory:",
+            "--retention-raw",
+            value,
+        ])
+        .await;
+        assert!(!ok, "{value}");
+        assert!(
+            stderr.contains("--retention-raw") && stderr.contains(says),
+            "{value}: {stderr}"
+        );
+    }
+}

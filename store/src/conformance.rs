@@ -25,6 +25,7 @@ macro_rules! for_each_case {
             implausible_timestamps_are_rejected_one_by_one,
             claims_never_go_back,
             steps_aggregate_and_keep_gaps,
+            retention_removes_expired_raw_samples,
             fenced_writes_refuse_stale_epochs,
             duplicates_within_a_batch_keep_the_first,
             series_list_their_last_values,
@@ -473,6 +474,40 @@ pub(crate) async fn steps_aggregate_and_keep_gaps(store: Arc<dyn Store>) {
             .await,
         Err(crate::Error::Step(crate::StepError::NotPositive))
     ));
+}
+
+pub(crate) async fn retention_removes_expired_raw_samples(store: Arc<dyn Store>) {
+    let day = 86_400 * 1_000_000_000;
+    let p = "/x";
+    let batch: Vec<Sample> = [0, 2, 5, 9]
+        .iter()
+        .map(|d| sample("leaf1", p, T0 + d * day, Value::Uint(*d as u64)))
+        .collect();
+    store.write_samples(&batch).await.expect("write");
+    let retention = crate::Retention::default();
+    // Ten days after T0, seven days are kept: days 5 and 9 stay.
+    let now = T0 + 10 * day;
+    let report = store.maintain(now, &retention).await.expect("maintain");
+    assert!(!report.skipped);
+    let left: Vec<Value> = all_points(&store, "leaf1", p)
+        .await
+        .into_iter()
+        .map(|p| p.value)
+        .collect();
+    assert_eq!(left, vec![Value::Uint(5), Value::Uint(9)]);
+    // Running again changes nothing.
+    let again = store
+        .maintain(now, &retention)
+        .await
+        .expect("maintain again");
+    assert!(
+        again.created.is_empty() && again.dropped.is_empty() && again.deleted == 0,
+        "{again:?}"
+    );
+    assert_eq!(all_points(&store, "leaf1", p).await.len(), 2);
+    // The series and its last value stay: only raw history expires.
+    let series = store.series(&key("leaf1")).await.expect("series");
+    assert_eq!(series[0].last_value, Value::Uint(9));
 }
 
 pub(crate) async fn claims_never_go_back(store: Arc<dyn Store>) {

@@ -19,11 +19,13 @@ mod cache;
 mod codec;
 #[cfg(test)]
 mod conformance;
+pub mod maintenance;
 mod postgres;
 mod schema;
 mod sqlite;
 pub mod step;
 
+pub use maintenance::{MaintenanceReport, Retention};
 pub use step::{Bucket, Stats, StepError};
 
 use std::sync::Arc;
@@ -357,6 +359,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         step::count(from, to, step)?;
         let points = self.range(device, path, from, to).await?;
         Ok(step::buckets(&points, from, to, step)?)
+    }
+
+    /// Prepares time partitions around `now` and drops raw samples older than the
+    /// retention (see [`maintenance`]). On PostgreSQL one process runs it at a time: a
+    /// second caller gets a report with `skipped` set. The default does nothing and says
+    /// it skipped (test doubles).
+    async fn maintain(&self, now: TimestampNs, retention: &Retention) -> Result<MaintenanceReport> {
+        let _ = (now, retention);
+        Ok(MaintenanceReport {
+            skipped: true,
+            ..MaintenanceReport::default()
+        })
     }
 
     /// Cheap round trip proving the database answers (readiness).

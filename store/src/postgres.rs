@@ -22,8 +22,8 @@ use crate::cache::{IdCache, Known};
 use crate::codec::{self, Batch, Kind, SeriesKey};
 use crate::schema::{self, Applied};
 use crate::{
-    Claim, DeviceInfo, DeviceSummary, Error, Fence, HealthReport, MigrationReport, Point, Result,
-    SeriesSummary, Store, WriteReport,
+    Claim, DeviceInfo, DeviceSummary, Error, Fence, HealthReport, MaintenanceReport,
+    MigrationReport, Point, Result, Retention, SeriesSummary, Store, WriteReport, maintenance,
 };
 
 /// The migrations in `migrations/postgres`, embedded at compile time.
@@ -570,6 +570,93 @@ impl Store for PgStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn maintain(&self, now: TimestampNs, retention: &Retention) -> Result<MaintenanceReport> {
+        let mut conn = self.pool.acquire().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(maintenance::LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !locked {
+            return Ok(MaintenanceReport {
+                skipped: true,
+                ..MaintenanceReport::default()
+            });
+        }
+        let report = maintain_locked(&mut conn, now, retention).await;
+        // The lock belongs to the session: release it before the connection goes back to
+        // the pool, or close the connection if that fails.
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(maintenance::LOCK_KEY)
+            .execute(&mut *conn)
+            .await;
+        if unlocked.is_err() {
+            drop(conn.detach());
+        }
+        report
+    }
+}
+
+/// One maintenance run, holding the advisory lock on `conn`.
+async fn maintain_locked(
+    conn: &mut sqlx::PgConnection,
+    now: TimestampNs,
+    retention: &Retention,
+) -> Result<MaintenanceReport> {
+    use sqlx::Connection as _;
+    let mut report = MaintenanceReport::default();
+    let existing: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'samples'::regclass",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    // Identifiers and bounds below are built from day numbers only: safe to splice.
+    let midnight = |day: i64| {
+        chrono::DateTime::<Utc>::from_timestamp(day * 86_400, 0)
+            .map(|t| t.format("%Y-%m-%d 00:00:00+00").to_string())
+            .unwrap_or_default()
+    };
+    for day in maintenance::days_wanted(now, retention) {
+        let name = maintenance::partition_name(day);
+        if existing.contains(&name) {
+            continue;
+        }
+        let (from, to) = (midnight(day), midnight(day + 1));
+        let mut tx = conn.begin().await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {name} (LIKE samples INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        report.moved += sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH moved AS (DELETE FROM samples_default \
+             WHERE ts >= '{from}' AND ts < '{to}' RETURNING *) \
+             INSERT INTO {name} SELECT * FROM moved"
+        )))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE samples ATTACH PARTITION {name} FOR VALUES FROM ('{from}') TO ('{to}')"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        report.created.push(name);
+    }
+    for name in maintenance::expired(&existing, now, retention) {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {name}")))
+            .execute(&mut *conn)
+            .await?;
+        report.dropped.push(name.to_owned());
+    }
+    report.deleted = sqlx::query("DELETE FROM samples_default WHERE ts < $1")
+        .bind(timestamptz(to_us(retention.cutoff(now))))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -947,6 +1034,108 @@ mod server_tests {
                 let points = a.range(d, &path, i64::MIN, i64::MAX).await.expect("range");
                 assert_eq!(points.len(), 30, "one point per round for {d}");
             }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn maintenance_partitions_by_day_moves_rows_and_drops_whole_days() {
+        with_db(|db| async move {
+            let store = crate::open(&db.url, true).await.expect("open");
+            let day = crate::maintenance::DAY_NS;
+            // 2026-01-01T00:00:00Z, a plausible instant.
+            let t0: TimestampNs = 1_767_225_600_000_000_000;
+            let key = DeviceKey::new("leaf1").expect("key");
+            let at = |ts: TimestampNs| Sample {
+                device: key.clone(),
+                path: "/x".parse::<model::Path>().expect("path").into(),
+                ts,
+                value: Value::Int(1),
+            };
+            // Before any partition exists everything lands in the default partition.
+            store
+                .write_samples(&[at(t0 + 3 * day), at(t0 + 3 * day + 60_000_000_000)])
+                .await
+                .expect("write");
+            let report = store
+                .maintain(t0 + 3 * day + 3_600_000_000_000, &Retention::default())
+                .await
+                .expect("maintain");
+            assert_eq!(
+                report.created,
+                [
+                    "samples_p20260103",
+                    "samples_p20260104",
+                    "samples_p20260105",
+                    "samples_p20260106"
+                ]
+            );
+            assert_eq!(report.moved, 2, "day 3's rows left the default partition");
+            let pool = connect(&db.url).await.expect("connect");
+            let in_day: i64 = sqlx::query_scalar("SELECT count(*) FROM samples_p20260104")
+                .fetch_one(&pool)
+                .await
+                .expect("count");
+            assert_eq!(in_day, 2);
+            // Writes after that go to their day's partition.
+            store
+                .write_samples(&[at(t0 + 4 * day)])
+                .await
+                .expect("write");
+            let in_next: i64 = sqlx::query_scalar("SELECT count(*) FROM samples_p20260105")
+                .fetch_one(&pool)
+                .await
+                .expect("count");
+            assert_eq!(in_next, 1);
+            // Twelve days later, the old days are dropped whole.
+            let later = store
+                .maintain(t0 + 15 * day, &Retention::default())
+                .await
+                .expect("maintain");
+            assert_eq!(
+                later.dropped.iter().map(String::as_str).collect::<Vec<_>>(),
+                [
+                    "samples_p20260103",
+                    "samples_p20260104",
+                    "samples_p20260105",
+                    "samples_p20260106"
+                ]
+            );
+            let path: Path = "/x".parse().expect("path");
+            assert!(
+                store
+                    .range(&key, &path, i64::MIN, i64::MAX)
+                    .await
+                    .expect("range")
+                    .is_empty()
+            );
+
+            // One runner at a time: while another session holds the lock, maintenance
+            // skips.
+            let mut holder = pool.acquire().await.expect("conn");
+            let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(crate::maintenance::LOCK_KEY)
+                .fetch_one(&mut *holder)
+                .await
+                .expect("lock");
+            assert!(held);
+            let skipped = store
+                .maintain(t0 + 16 * day, &Retention::default())
+                .await
+                .expect("maintain");
+            assert!(skipped.skipped && skipped.created.is_empty(), "{skipped:?}");
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(crate::maintenance::LOCK_KEY)
+                .execute(&mut *holder)
+                .await
+                .expect("unlock");
+            drop(holder);
+            let ran = store
+                .maintain(t0 + 16 * day, &Retention::default())
+                .await
+                .expect("maintain");
+            assert!(!ran.skipped && !ran.created.is_empty(), "{ran:?}");
+            pool.close().await;
         })
         .await;
     }

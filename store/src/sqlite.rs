@@ -18,8 +18,8 @@ use crate::cache::{IdCache, Known};
 use crate::codec::{self, Batch, Kind, SeriesKey};
 use crate::schema::{self, Applied};
 use crate::{
-    Claim, DeviceInfo, DeviceSummary, Error, Fence, HealthReport, MigrationReport, Point, Result,
-    SeriesSummary, Store, WriteReport,
+    Claim, DeviceInfo, DeviceSummary, Error, Fence, HealthReport, MaintenanceReport,
+    MigrationReport, Point, Result, Retention, SeriesSummary, Store, WriteReport,
 };
 
 /// The migrations in `migrations/sqlite`, embedded at compile time.
@@ -501,6 +501,20 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn maintain(&self, now: TimestampNs, retention: &Retention) -> Result<MaintenanceReport> {
+        // No partitions here: expired rows are deleted. SQLite serializes writers, so
+        // two processes running this at once only repeat a cheap DELETE.
+        let deleted = sqlx::query("DELETE FROM samples WHERE ts < ?1")
+            .bind(retention.cutoff(now))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(MaintenanceReport {
+            deleted,
+            ..MaintenanceReport::default()
+        })
     }
 }
 
