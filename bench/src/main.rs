@@ -14,6 +14,8 @@
 //! CPU is read from `/proc` (USER_HZ = 100 on Linux), so nothing here is a test and no
 //! timing is asserted.
 
+mod ingest;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +70,27 @@ enum Command {
         /// sessions to drop and come back, and print the time they took.
         #[arg(long)]
         storm_timeout: Option<u64>,
+    },
+    /// Sustained writes through the real store from concurrent writers (see ingest.rs).
+    Ingest {
+        /// Database to write to (migrated first).
+        #[arg(long)]
+        database_url: String,
+        /// Simulated devices (112 leaves each).
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        /// Rounds of every leaf, 10 s apart (the first creates the series, untimed).
+        #[arg(long, default_value_t = 11)]
+        rounds: usize,
+        /// Samples per write.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 1)]
+        writers: usize,
+        /// Also write the timed rows as CSV (series_id,ts,value) for the COPY ceiling.
+        #[arg(long)]
+        csv: Option<PathBuf>,
     },
     /// Time protobuf decoding of real Subscribe responses of one simulated device.
     Decode {
@@ -539,6 +562,21 @@ fn main() -> anyhow::Result<()> {
             storm_timeout,
         )),
         Command::Decode { devices, seconds } => runtime.block_on(decode(devices, seconds)),
+        Command::Ingest {
+            database_url,
+            devices,
+            rounds,
+            batch,
+            writers,
+            csv,
+        } => runtime.block_on(ingest::run(ingest::Ingest {
+            database_url,
+            devices,
+            rounds,
+            batch,
+            writers,
+            csv,
+        })),
     }?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
