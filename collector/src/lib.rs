@@ -56,6 +56,9 @@ pub struct CollectorConfig {
     pub batch_wait: Duration,
     /// Notifications queued between the sessions and the batcher.
     pub queue: usize,
+    /// Batches written to the store at once (2 doubled PostgreSQL ingest on 2 cores,
+    /// docs/PERFORMANCE.md; SQLite serializes writers anyway).
+    pub writers: usize,
     /// Time allowed for a TCP + HTTP/2 connect.
     pub connect_timeout: Duration,
     /// First reconnect delay; doubles (with jitter) up to `backoff_max`.
@@ -102,6 +105,7 @@ impl Default for CollectorConfig {
             batch_size: 5_000,
             batch_wait: Duration::from_millis(250),
             queue: 4_096,
+            writers: 2,
             connect_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),

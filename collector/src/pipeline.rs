@@ -7,13 +7,14 @@
 //! blocks (its drops are counted on the bus side).
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bus::{Bus, BusMessage};
 use model::{DeviceKey, Sample};
 use store::Store;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{CollectorConfig, CollectorMetrics};
@@ -24,6 +25,11 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 const SHUTDOWN_RETRY_BUDGET: Duration = Duration::from_secs(10);
 
 /// Runs until every sender of `rx` is dropped, then flushes and returns.
+///
+/// Up to `config.writers` batches are written at once (each in its own transaction; the
+/// store orders its row locks, so concurrent batches cannot deadlock); the next batch
+/// is collected meanwhile, and when every writer is busy the batcher waits, so
+/// backpressure still reaches the sessions.
 pub async fn batcher(
     mut rx: mpsc::Receiver<Vec<Sample>>,
     store: Arc<dyn Store>,
@@ -32,12 +38,14 @@ pub async fn batcher(
     config: CollectorConfig,
     shutdown: CancellationToken,
 ) {
-    let mut batch: Vec<Sample> = Vec::with_capacity(config.batch_size);
-    let mut rejecting = Rejecting::default();
+    let writers = config.writers.max(1);
+    let rejecting = Arc::new(Mutex::new(Rejecting::default()));
+    let mut in_flight = JoinSet::new();
     loop {
         let Some(first) = rx.recv().await else {
             break;
         };
+        let mut batch: Vec<Sample> = Vec::with_capacity(config.batch_size);
         batch.extend(first);
         let deadline = tokio::time::Instant::now() + config.batch_wait;
         while batch.len() < config.batch_size {
@@ -47,28 +55,28 @@ pub async fn batcher(
             }
         }
         metrics.queue_depth.set(rx.len() as i64);
-        flush(
-            &mut batch,
-            &*store,
-            &*bus,
-            &metrics,
-            &shutdown,
-            &mut rejecting,
-        )
-        .await;
+        while in_flight.len() >= writers {
+            joined(in_flight.join_next().await);
+        }
+        in_flight.spawn(flush(
+            batch,
+            store.clone(),
+            bus.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+            rejecting.clone(),
+        ));
     }
-    if !batch.is_empty() {
-        flush(
-            &mut batch,
-            &*store,
-            &*bus,
-            &metrics,
-            &shutdown,
-            &mut rejecting,
-        )
-        .await;
+    while let Some(done) = in_flight.join_next().await {
+        joined(Some(done));
     }
     metrics.queue_depth.set(0);
+}
+
+fn joined(done: Option<Result<(), tokio::task::JoinError>>) {
+    if let Some(Err(error)) = done {
+        tracing::error!(%error, "Batch writer task failed");
+    }
 }
 
 /// Devices whose refused samples were already logged: each is logged once, not once per
@@ -97,18 +105,18 @@ impl Rejecting {
 }
 
 async fn flush(
-    batch: &mut Vec<Sample>,
-    store: &dyn Store,
-    bus: &dyn Bus,
-    metrics: &CollectorMetrics,
-    shutdown: &CancellationToken,
-    rejecting: &mut Rejecting,
+    mut batch: Vec<Sample>,
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    metrics: Arc<CollectorMetrics>,
+    shutdown: CancellationToken,
+    rejecting: Arc<Mutex<Rejecting>>,
 ) {
     let mut backoff = RETRY_MIN;
     let mut shutdown_since: Option<Instant> = None;
     loop {
         let started = Instant::now();
-        match store.write_samples(batch).await {
+        match store.write_samples(&batch).await {
             Ok(report) => {
                 metrics
                     .batch_seconds
@@ -116,7 +124,10 @@ async fn flush(
                 metrics.samples_written.inc_by(report.written);
                 metrics.samples_duplicate.inc_by(report.duplicates);
                 metrics.samples_rejected.inc_by(report.rejected);
-                rejecting.note(&report.rejections);
+                rejecting
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .note(&report.rejections);
                 metrics.batches.inc();
                 break;
             }
