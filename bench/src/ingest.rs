@@ -77,8 +77,9 @@ pub async fn run(cfg: Ingest) -> anyhow::Result<()> {
         // The timed rounds as `series_id,ts,value`, series ids dense from 1.
         let mut out = std::io::BufWriter::new(std::fs::File::create(csv)?);
         for r in 1..cfg.rounds {
-            let ts = chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(T0 + r as i64 * ROUND_NS)
-                .to_rfc3339();
+            let ts =
+                chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(T0 + r as i64 * ROUND_NS)
+                    .to_rfc3339();
             for d in 0..cfg.devices {
                 for i in 0..paths.len() {
                     let series = d * paths.len() + i + 1;
