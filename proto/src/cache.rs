@@ -169,12 +169,13 @@ fn same_path(cached: &Path, prefix: Option<&gnmi::Path>, path: Option<&gnmi::Pat
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
 
     use super::*;
 
-    fn gpath(origin: &str, elems: &[(&str, &[(&str, &str)])]) -> gnmi::Path {
+    /// A wire path from `(name, keys)` pairs, with `origin`.
+    pub(crate) fn gpath(origin: &str, elems: &[(&str, &[(&str, &str)])]) -> gnmi::Path {
         gnmi::Path {
             origin: origin.into(),
             elem: elems

@@ -120,25 +120,11 @@ fn path_error(error: crate::Error) -> DecodeError {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
     use crate::gnmi::typed_value::Value as Tv;
 
     fn gpath(elems: &[(&str, &[(&str, &str)])]) -> gnmi::Path {
-        gnmi::Path {
-            elem: elems
-                .iter()
-                .map(|(name, keys)| gnmi::PathElem {
-                    name: (*name).into(),
-                    key: keys
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), (*v).into()))
-                        .collect::<HashMap<_, _>>(),
-                })
-                .collect(),
-            ..Default::default()
-        }
+        crate::cache::tests::gpath("", elems)
     }
 
     fn update(path: gnmi::Path, value: Option<Tv>) -> gnmi::Update {

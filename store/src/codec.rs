@@ -336,6 +336,42 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// The batch of `samples` at the store's clock, or the report to return at once when
+    /// none is admissible (an empty call, or every sample refused).
+    pub(crate) fn admit(
+        samples: &'a [Sample],
+        ts: impl Fn(TimestampNs) -> i64,
+    ) -> std::result::Result<Self, crate::WriteReport> {
+        let mut batch = Self::new(samples, ts, crate::now_ns());
+        if batch.admitted() == 0 {
+            return Err(crate::WriteReport {
+                rejected: batch.rejected,
+                rejections: std::mem::take(&mut batch.rejections),
+                ..crate::WriteReport::default()
+            });
+        }
+        Ok(batch)
+    }
+
+    /// The report of a written batch: `admitted` samples of which `fenced` were refused
+    /// (those of devices `stale`) and `written` were new.
+    pub(crate) fn report(
+        &mut self,
+        admitted: usize,
+        written: u64,
+        fenced: u64,
+        device_ids: &[i64],
+        stale: &[i64],
+    ) -> crate::WriteReport {
+        crate::WriteReport {
+            rejected: self.rejected,
+            rejections: std::mem::take(&mut self.rejections),
+            fenced,
+            fenced_devices: device_names(self, device_ids, stale),
+            ..crate::WriteReport::of(admitted - fenced as usize, written)
+        }
+    }
+
     /// Samples admitted (rows not taken yet).
     pub(crate) fn admitted(&self) -> usize {
         self.rows.len()

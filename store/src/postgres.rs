@@ -347,17 +347,10 @@ impl Store for PgStore {
     }
 
     async fn write_fenced(&self, samples: &[Sample], fence: &Fence) -> Result<WriteReport> {
-        if samples.is_empty() {
-            return Ok(WriteReport::default());
-        }
-        let mut batch = Batch::new(samples, to_us, crate::now_ns());
-        if batch.admitted() == 0 {
-            return Ok(WriteReport {
-                rejected: batch.rejected,
-                rejections: std::mem::take(&mut batch.rejections),
-                ..WriteReport::default()
-            });
-        }
+        let mut batch = match Batch::admit(samples, to_us) {
+            Ok(batch) => batch,
+            Err(nothing_to_write) => return Ok(nothing_to_write),
+        };
         let known = self.ids.lookup(&batch.series);
         let mut tx = self.pool.begin().await?;
         let (device_ids, series_ids) = resolve_ids(&mut tx, &batch.series, &known).await?;
@@ -433,14 +426,7 @@ impl Store for PgStore {
 
         self.ids
             .remember_resolved(&batch.series, &known, &device_ids, &series_ids);
-        let fenced_devices = codec::device_names(&batch, &device_ids, &stale);
-        Ok(WriteReport {
-            rejected: batch.rejected,
-            rejections: std::mem::take(&mut batch.rejections),
-            fenced,
-            fenced_devices,
-            ..WriteReport::of(admitted - fenced as usize, written)
-        })
+        Ok(batch.report(admitted, written, fenced, &device_ids, &stale))
     }
 
     async fn record_health_batch(&self, reports: &[HealthReport], at: TimestampNs) -> Result<()> {
