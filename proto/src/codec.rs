@@ -2,7 +2,7 @@
 //!
 //! tonic allocates its encode and decode buffers eagerly per RPC, 8 KiB each by default,
 //! and a collector keeps one Subscribe RPC open per device: at 10,000 devices that is
-//! 160 MiB of mostly empty buffers. Telemetry notifications are usually a few hundred
+//! about 160 MB of mostly empty buffers. Telemetry notifications are usually a few hundred
 //! bytes, so the buffers start at 2 KiB here; tonic grows them in 2 KiB steps for larger
 //! messages (up to the configured maximum message size), so nothing is refused for this.
 

@@ -266,7 +266,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// [`Store::write_samples`], fenced: the samples of a device named in `fence` are
     /// written only while the device's epoch is not newer than the fence's; otherwise
-    /// they are refused and counted in [`WriteReport::fenced`]. A write and a
+    /// they are refused and counted in [`WriteReport::fenced`]. A fenced write and a
     /// [`Store::claim`] of the same device never interleave: the claim waits for the
     /// write's transaction or the write sees the claim.
     ///
