@@ -138,7 +138,6 @@ async fn flush(
                     if since.elapsed() > SHUTDOWN_RETRY_BUDGET {
                         metrics.samples_dropped.inc_by(batch.len() as u64);
                         tracing::error!(%error, samples = batch.len(), "Store still failing at shutdown; batch lost");
-                        batch.clear();
                         return;
                     }
                 }
