@@ -11,9 +11,13 @@
 //! to bytes once, and times `prost::Message::decode` and `proto::decode_notification_cached` on
 //! them in a loop on one thread: the decode ceiling to compare `collect` with.
 //!
+//! `blocks` encodes 2 h compressed blocks (`store::block`) of simulator-like series and
+//! prints bytes per point by kind of series and timestamp regime, and the codec's speed.
+//!
 //! CPU is read from `/proc` (USER_HZ = 100 on Linux), so nothing here is a test and no
 //! timing is asserted.
 
+mod blocks;
 mod ingest;
 
 use std::path::PathBuf;
@@ -91,6 +95,21 @@ enum Command {
         /// Also write the timed rows as CSV (series_id,ts,value) for the COPY ceiling.
         #[arg(long)]
         csv: Option<PathBuf>,
+    },
+    /// Size and speed of compressed 2 h blocks of simulator-like series (see blocks.rs).
+    Blocks {
+        /// Series to encode (devices of 116: 16 interfaces x 7, CPU, memory x 2, temperature).
+        #[arg(long, default_value_t = 10_000)]
+        series: usize,
+        /// Minutes of samples per block.
+        #[arg(long, default_value_t = 120)]
+        block_minutes: u64,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+        /// Seed of the simulated fleet.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
     /// Time protobuf decoding of real Subscribe responses of one simulated device.
     Decode {
@@ -562,6 +581,17 @@ fn main() -> anyhow::Result<()> {
             storm_timeout,
         )),
         Command::Decode { devices, seconds } => runtime.block_on(decode(devices, seconds)),
+        Command::Blocks {
+            series,
+            block_minutes,
+            interval,
+            seed,
+        } => blocks::run(&blocks::Blocks {
+            series,
+            block_minutes,
+            interval_s: interval,
+            seed,
+        }),
         Command::Ingest {
             database_url,
             devices,

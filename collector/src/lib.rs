@@ -11,6 +11,7 @@
 //! supervises the stream, `health` keeps per-device quirks and sample completeness
 //! ([`HealthBook`]), `pipeline` batches into the store and the bus.
 
+pub mod grpc;
 mod health;
 mod metrics;
 mod pipeline;
@@ -97,6 +98,20 @@ pub struct CollectorConfig {
     /// How often the health of devices that changed is written to the store (one batch),
     /// where web nodes read it; it is written once more at shutdown.
     pub health_interval: Duration,
+}
+
+impl CollectorConfig {
+    /// What a device connection needs of this configuration.
+    pub fn grpc_settings(&self) -> grpc::Settings {
+        grpc::Settings {
+            connect_timeout: self.connect_timeout,
+            keepalive_interval: self.keepalive_interval,
+            keepalive_timeout: self.keepalive_timeout,
+            stream_window: self.stream_window,
+            connection_window: self.connection_window,
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
 }
 
 impl Default for CollectorConfig {

@@ -15,10 +15,8 @@ use std::time::Duration;
 use bus::{Bus, BusMessage};
 use crds::SubscribeMode;
 use crds::devices_file::DeviceEntry;
-use futures::{SinkExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use model::{DeviceEvent, DeviceKey, DeviceState, Sample};
-use prost::Message as _;
-use proto::gnmi::g_nmi_client::GNmiClient;
 use proto::{PathCache, gnmi};
 use store::Store;
 use tokio::sync::{Semaphore, mpsc};
@@ -29,8 +27,9 @@ use tracing::Instrument;
 
 use crate::health::{Completeness, HealthBook, WindowHealth};
 use crate::plan::{self, Fallback, Plan};
-use crate::transport;
 use crate::{CollectorConfig, CollectorMetrics};
+use crate::{grpc, transport};
+use proto::wire::Response;
 
 /// How often a session copies its completeness counters into the health book.
 const HEALTH_PUBLISH: Duration = Duration::from_secs(1);
@@ -158,21 +157,6 @@ enum Outcome {
     Refused(String),
     /// Connect, subscribe or stream failure, in plain words.
     Failed { error: String, was_synced: bool },
-}
-
-/// Joins an error and its sources: "transport error: tcp connect error: Connection refused".
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let s = cause.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn describe_status(status: &tonic::Status) -> String {
@@ -373,7 +357,7 @@ impl Session {
             Ok(t) => t,
             Err(error) => return fail(error),
         };
-        let channel = {
+        let mut connection = {
             let permit = tokio::select! {
                 _ = self.shutdown.cancelled() => return Outcome::Stopped,
                 p = self.connects.acquire() => p,
@@ -382,14 +366,14 @@ impl Session {
                 return Outcome::Stopped;
             };
             self.metrics().connects.inc();
+            let settings = self.config.grpc_settings();
             let connected = tokio::select! {
                 _ = self.shutdown.cancelled() => return Outcome::Stopped,
-                c = target.endpoint.connect() => c,
+                c = grpc::connect(&target, &settings) => c,
             };
             match connected {
                 Ok(c) => c,
-                Err(error) => {
-                    let text = describe(&error);
+                Err(text) => {
                     let hint = if text.contains("UnknownIssuer") {
                         " (the device certificate is not signed by the CA of gnmi.tls.caSecret)"
                     } else if text.contains("NotValidForName") {
@@ -404,21 +388,19 @@ impl Session {
                 }
             }
         };
-        let mut client =
-            GNmiClient::new(channel).max_decoding_message_size(self.config.max_message_bytes);
 
         // Capabilities first: the encoding comes from its answer.
-        let mut request = tonic::Request::new(gnmi::CapabilityRequest::default());
-        if let Some(c) = &target.credentials {
-            c.apply(&mut request);
-        }
-        request.set_timeout(self.config.connect_timeout);
         let answer = tokio::select! {
             _ = self.shutdown.cancelled() => return Outcome::Stopped,
-            a = client.capabilities(request) => a,
+            a = tokio::time::timeout(self.config.connect_timeout, connection.capabilities()) => {
+                a.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded(format!(
+                    "no answer within {}s",
+                    self.config.connect_timeout.as_secs_f64()
+                ))))
+            }
         };
         let supported = match answer {
-            Ok(response) => Some(response.into_inner().supported_encodings),
+            Ok(response) => Some(response.supported_encodings),
             Err(status) if is_auth(status.code()) => {
                 return Outcome::Refused(format!(
                     "credentials rejected: {}",
@@ -445,23 +427,12 @@ impl Session {
             Err(error) => return Outcome::Refused(error),
         };
 
-        // The request stream stays open for the life of the subscription: closing it
-        // would tell the target we are done. A futures channel, not tokio's: tokio's
-        // allocates 32 request slots up front (8.5 KiB per device session).
-        let (mut req_tx, req_rx) = futures::channel::mpsc::channel(1);
-        if req_tx.send(request).await.is_err() {
-            return Outcome::Stopped;
-        }
-        let mut request = tonic::Request::new(req_rx);
-        if let Some(c) = &target.credentials {
-            c.apply(&mut request);
-        }
         let subscribed = tokio::select! {
             _ = self.shutdown.cancelled() => return Outcome::Stopped,
-            s = client.subscribe(request) => s,
+            s = connection.subscribe(&request) => s,
         };
         let mut stream = match subscribed {
-            Ok(response) => response.into_inner(),
+            Ok(stream) => stream,
             Err(status) => return self.refusal(&spec, encoding, &status, false, false),
         };
 
@@ -486,7 +457,7 @@ impl Session {
         loop {
             let deadline = last_data + idle.unwrap_or(far);
             // Shutdown is only honoured here, between messages: what was received is
-            // always handed to the pipeline. `Streaming::message` is cancel-safe.
+            // always handed to the pipeline. `Subscription::message` is cancel-safe.
             let message = tokio::select! {
                 _ = self.shutdown.cancelled() => return Outcome::Stopped,
                 _ = polls.tick(), if mode == SubscribeMode::Poll && synced => {
@@ -494,8 +465,8 @@ impl Session {
                         request: Some(gnmi::subscribe_request::Request::Poll(gnmi::Poll {})),
                         ..Default::default()
                     };
-                    if req_tx.send(poll).await.is_err() {
-                        return fail("the subscription's request stream closed".into());
+                    if let Err(status) = stream.send(&poll) {
+                        return fail(format!("cannot send a poll: {}", describe_status(&status)));
                     }
                     continue;
                 }
@@ -525,18 +496,33 @@ impl Session {
                 Some(Ok(Some(m))) => m,
             };
             received_any = true;
-            let size = message.encoded_len() as u64;
+            let size = (message.len() + grpc::PREFIX) as u64;
             self.bytes += size;
             self.metrics().bytes_received.inc_by(size);
-            use gnmi::subscribe_response::Response;
-            match message.response {
-                Some(Response::Update(notification)) => {
+            let response = {
+                // A poisoned lock only means another session panicked mid-lookup; the
+                // cache holds no invariant a half-done lookup can break.
+                let mut cache = self
+                    .paths
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                proto::wire::decode_response(&message, self.name(), &mut cache)
+            };
+            let response = match response {
+                Ok(r) => r,
+                Err(e) => {
+                    let status = grpc::undecodable(&e);
+                    return self.refusal(&spec, encoding, &status, received_any, synced);
+                }
+            };
+            match response {
+                Response::Update { timestamp, decoded } => {
                     self.metrics().notifications.inc();
-                    let lag_ns = now_ns().saturating_sub(notification.timestamp).max(0);
+                    let lag_ns = now_ns().saturating_sub(timestamp).max(0);
                     self.metrics()
                         .notification_lag_seconds
                         .observe(lag_ns as f64 / 1e9);
-                    let decoded = decode(self.name(), &notification, &self.paths, self.metrics());
+                    count_errors(&decoded, self.metrics());
                     let (mut expected, mut missing) = (0, 0);
                     for (s, id) in decoded.samples.iter().zip(decoded.ids) {
                         let o = self.completeness.observe(id, &s.path, s.ts);
@@ -554,7 +540,7 @@ impl Session {
                         }
                     }
                 }
-                Some(Response::SyncResponse(true)) if !synced => {
+                Response::Sync(true) if !synced => {
                     synced = true;
                     let (state, message) = self.synced_state(None);
                     self.reporter.set(self.name(), state, message).await;
@@ -563,10 +549,9 @@ impl Session {
                         return Outcome::Done;
                     }
                 }
-                #[allow(deprecated)]
-                Some(Response::Error(e)) => {
+                Response::Error { code, message } => {
                     return Outcome::Failed {
-                        error: format!("device reported error {}: {}", e.code, e.message),
+                        error: format!("device reported error {code}: {message}"),
                         was_synced: synced,
                     };
                 }
@@ -700,41 +685,19 @@ pub fn shared_paths() -> SharedPaths {
     Arc::new(Mutex::new(PathCache::new(SHARED_PATHS_LIMIT)))
 }
 
-/// Decodes one notification; what cannot be read is counted and logged.
-fn decode(
-    device: &DeviceKey,
-    notification: &gnmi::Notification,
-    paths: &SharedPaths,
-    metrics: &CollectorMetrics,
-) -> proto::Decoded {
-    let decoded = {
-        // A poisoned lock only means another session panicked mid-lookup; the cache
-        // holds no invariant a half-done lookup can break.
-        let mut cache = paths
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        proto::decode_notification_cached(device, notification, &mut cache)
-    };
+/// Counts and logs what could not be read of a notification.
+fn count_errors(decoded: &proto::Decoded, metrics: &CollectorMetrics) {
     if !decoded.errors.is_empty() {
         metrics.samples_invalid.inc_by(decoded.errors.len() as u64);
         for error in &decoded.errors {
             tracing::debug!(%error, "Unreadable part of a notification skipped");
         }
     }
-    decoded
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn errors_are_described_with_their_causes() {
-        let inner =
-            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
-        let outer = std::io::Error::other(inner);
-        assert!(describe(&outer).contains("connection refused"));
-    }
 
     #[test]
     fn a_window_missing_more_than_a_tenth_is_noted() {

@@ -8,10 +8,13 @@
 //! next reconnect.
 
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use crds::DeviceSpec;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use http::{HeaderMap, HeaderValue};
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
 use crate::CollectorConfig;
 
@@ -29,8 +32,8 @@ pub const KEY_FILE: &str = "tls.key";
 /// User name and password, ready to attach to each request.
 #[derive(Clone)]
 pub struct Credentials {
-    username: MetadataValue<Ascii>,
-    password: MetadataValue<Ascii>,
+    username: HeaderValue,
+    password: HeaderValue,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -42,21 +45,37 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// Adds the credentials to a request's metadata.
-    pub fn apply<T>(&self, request: &mut tonic::Request<T>) {
-        let metadata = request.metadata_mut();
-        metadata.insert(USERNAME_METADATA, self.username.clone());
-        metadata.insert(PASSWORD_METADATA, self.password.clone());
+    /// Adds the credentials to a request's headers (gRPC metadata).
+    pub fn insert(&self, headers: &mut HeaderMap) {
+        headers.insert(USERNAME_METADATA, self.username.clone());
+        headers.insert(PASSWORD_METADATA, self.password.clone());
+    }
+}
+
+/// TLS settings of one device.
+#[derive(Clone)]
+pub struct Tls {
+    /// Roots, client identity, ALPN `h2`.
+    pub config: Arc<ClientConfig>,
+    /// The name the device certificate must hold.
+    pub server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
     }
 }
 
 /// Everything needed to open a session to one device.
 #[derive(Debug)]
 pub struct Target {
-    /// The endpoint, with TLS configured unless the device is insecure.
-    pub endpoint: Endpoint,
-    /// `host:port`, for messages.
+    /// `host:port` (`[v6]:port`), to connect to and for messages.
     pub authority: String,
+    /// TLS, unless the device is insecure.
+    pub tls: Option<Tls>,
     /// Credentials to send, when the device names a credentials Secret.
     pub credentials: Option<Credentials>,
 }
@@ -69,46 +88,69 @@ pub fn target(spec: &DeviceSpec, config: &CollectorConfig) -> Result<Target, Str
     } else {
         format!("{}:{}", spec.address, spec.gnmi.port)
     };
-    let scheme = if spec.gnmi.insecure { "http" } else { "https" };
-    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{authority}"))
-        .map_err(|e| format!("invalid address {authority}: {e}"))?
-        .connect_timeout(config.connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(config.keepalive_interval)
-        .keep_alive_timeout(config.keepalive_timeout)
-        .keep_alive_while_idle(true)
-        .initial_stream_window_size(config.stream_window)
-        .initial_connection_window_size(config.connection_window);
-    if !spec.gnmi.insecure {
+    let tls = if spec.gnmi.insecure {
+        None
+    } else {
         let tls_spec = spec.gnmi.tls.clone().unwrap_or_default();
-        let server_name = tls_spec
+        let name = tls_spec
             .server_name
             .clone()
             .unwrap_or_else(|| spec.address.clone());
-        let mut tls = ClientTlsConfig::new().domain_name(server_name);
-        tls = match &tls_spec.ca_secret {
+        let server_name = ServerName::try_from(name.clone())
+            .map_err(|e| format!("TLS server name {name:?} is not usable: {e}"))?;
+        let roots = match &tls_spec.ca_secret {
             Some(secret) => {
                 let pem = read_secret(config, secret, CA_FILE)?;
-                tls.ca_certificate(Certificate::from_pem(pem))
+                let mut roots = RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(&pem) {
+                    let cert = cert.map_err(|e| {
+                        format!("{CA_FILE} of Secret {secret} is not a PEM certificate bundle: {e}")
+                    })?;
+                    roots.add(cert).map_err(|e| {
+                        format!("{CA_FILE} of Secret {secret} holds an unusable certificate: {e}")
+                    })?;
+                }
+                if roots.is_empty() {
+                    return Err(format!("{CA_FILE} of Secret {secret} holds no certificate"));
+                }
+                Arc::new(roots)
             }
-            None => tls.with_enabled_roots(),
+            None => system_roots(),
         };
-        if let Some(secret) = &tls_spec.client_cert_secret {
-            let cert = read_secret(config, secret, CERT_FILE)?;
-            let key = read_secret(config, secret, KEY_FILE)?;
-            tls = tls.identity(Identity::from_pem(cert, key));
-        }
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| format!("TLS settings rejected: {e}"))?;
-    }
+        let builder =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS settings rejected: {e}"))?
+                .with_root_certificates(roots);
+        let mut tls = match &tls_spec.client_cert_secret {
+            Some(secret) => {
+                let cert = read_secret(config, secret, CERT_FILE)?;
+                let key = read_secret(config, secret, KEY_FILE)?;
+                let chain = CertificateDer::pem_slice_iter(&cert)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("{CERT_FILE} of Secret {secret} is not PEM: {e}"))?;
+                let key = PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
+                    format!("{KEY_FILE} of Secret {secret} is not a PEM private key: {e}")
+                })?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("client certificate of Secret {secret} rejected: {e}"))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        Some(Tls {
+            config: Arc::new(tls),
+            server_name,
+        })
+    };
     let credentials = match &spec.credentials {
         None => None,
         Some(secret) => {
             let username = read_text(config, &secret.name, secret.username_key())?;
             let password = read_text(config, &secret.name, secret.password_key())?;
             let value = |key: &str, text: String| {
-                MetadataValue::try_from(text).map_err(|_| {
+                HeaderValue::try_from(text).map_err(|_| {
                     format!(
                         "Secret {}: {key} holds characters gRPC metadata cannot carry",
                         secret.name
@@ -122,10 +164,28 @@ pub fn target(spec: &DeviceSpec, config: &CollectorConfig) -> Result<Target, Str
         }
     };
     Ok(Target {
-        endpoint,
         authority,
+        tls,
         credentials,
     })
+}
+
+/// The system's trusted roots, loaded once per process (10,000 devices must not read
+/// the system store 10,000 times).
+fn system_roots() -> Arc<RootCertStore> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut roots = RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            for error in &found.errors {
+                tracing::warn!(%error, "a system root certificate could not be loaded");
+            }
+            let (added, ignored) = roots.add_parsable_certificates(found.certs);
+            tracing::debug!(added, ignored, "system root certificates loaded");
+            Arc::new(roots)
+        })
+        .clone()
 }
 
 fn secret_file(config: &CollectorConfig, secret: &str, key: &str) -> Result<PathBuf, String> {
@@ -170,7 +230,7 @@ mod tests {
         let mut spec = spec();
         spec.gnmi.insecure = true;
         let t = target(&spec, &CollectorConfig::default()).unwrap();
-        assert_eq!(t.endpoint.uri().scheme_str(), Some("http"));
+        assert!(t.tls.is_none());
         assert_eq!(t.authority, "127.0.0.1:6030");
         assert!(t.credentials.is_none());
     }
@@ -194,10 +254,10 @@ mod tests {
             ..CollectorConfig::default()
         };
         let t = target(&spec, &config).unwrap();
-        let mut request = tonic::Request::new(());
-        t.credentials.unwrap().apply(&mut request);
-        assert_eq!(request.metadata().get("username").unwrap(), "admin");
-        assert_eq!(request.metadata().get("password").unwrap(), "s3cret");
+        let mut headers = HeaderMap::new();
+        t.credentials.unwrap().insert(&mut headers);
+        assert_eq!(headers.get("username").unwrap(), "admin");
+        assert_eq!(headers.get("password").unwrap(), "s3cret");
     }
 
     #[test]

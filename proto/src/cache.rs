@@ -34,16 +34,98 @@ pub fn leaf_id(path: &Path) -> LeafId {
 /// The joined leaf paths of one device's notifications, bounded in count.
 #[derive(Debug)]
 pub struct PathCache {
+    /// Prefixes seen, each with a serial number that leaves refer to.
+    prefixes: HashTable<PrefixEntry>,
+    /// Leaves, keyed by their prefix's serial and their own part of the path.
     table: HashTable<Entry>,
+    /// Prefixes and leaves by their protobuf bytes ([`crate::wire`]): a leaf seen before
+    /// costs one hash and one comparison of a few dozen bytes, nothing decoded.
+    raw_prefixes: HashTable<RawPrefix>,
+    raw_leaves: HashTable<RawLeaf>,
+    next_serial: u64,
     limit: usize,
     cleared: u64,
 }
 
 #[derive(Debug)]
-struct Entry {
+struct RawPrefix {
     hash: u64,
+    /// `None` for a notification without a prefix.
+    bytes: Option<Box<[u8]>>,
+    serial: u64,
+}
+
+#[derive(Debug)]
+struct RawLeaf {
+    hash: u64,
+    prefix: u64,
+    bytes: Option<Box<[u8]>>,
     path: Arc<Path>,
     id: LeafId,
+}
+
+/// Whether stored bytes are the bytes looked up (absent and empty differ).
+fn same_raw(stored: Option<&[u8]>, wanted: Option<&[u8]>) -> bool {
+    match (stored, wanted) {
+        (None, None) => true,
+        (Some(a), Some(b)) => same_bytes(a, b),
+        _ => false,
+    }
+}
+
+/// The hash of optional bytes.
+fn raw_hash(bytes: Option<&[u8]>) -> u64 {
+    let mut h = FixedState::with_seed(SEED).build_hasher();
+    match bytes {
+        None => h.write_u8(0),
+        Some(b) => {
+            h.write_u8(1);
+            h.write(b);
+        }
+    }
+    h.finish()
+}
+
+#[derive(Debug)]
+struct PrefixEntry {
+    hash: u64,
+    origin: String,
+    /// Element names with their keys, as received.
+    elem: Vec<(String, Vec<(String, String)>)>,
+    serial: u64,
+}
+
+impl PrefixEntry {
+    fn matches(&self, hash: u64, origin: &str, elem: &[gnmi::PathElem]) -> bool {
+        self.hash == hash
+            && same_text(&self.origin, origin)
+            && self.elem.len() == elem.len()
+            && self.elem.iter().zip(elem).all(|((name, keys), g)| {
+                same_text(name, &g.name)
+                    && keys.len() == g.key.len()
+                    && g.key.iter().all(|(k, v)| {
+                        keys.iter()
+                            .any(|(ck, cv)| same_text(ck, k) && same_text(cv, v))
+                    })
+            })
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    hash: u64,
+    prefix: u64,
+    path: Arc<Path>,
+    id: LeafId,
+}
+
+/// A notification's prefix, resolved once for all its updates ([`PathCache::prefix`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Prefix {
+    /// Serial of the prefix entry; 0 when the paths under it are not cached.
+    serial: u64,
+    /// Elements of the prefix.
+    elems: usize,
 }
 
 impl PathCache {
@@ -52,20 +134,24 @@ impl PathCache {
     /// A limit of 0 caches nothing.
     pub fn new(limit: usize) -> Self {
         Self {
+            prefixes: HashTable::new(),
             table: HashTable::new(),
+            raw_prefixes: HashTable::new(),
+            raw_leaves: HashTable::new(),
+            next_serial: 1,
             limit,
             cleared: 0,
         }
     }
 
-    /// Paths held now.
+    /// Paths held now (by structure and by bytes).
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.table.len() + self.raw_leaves.len()
     }
 
     /// Whether no path is held.
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.len() == 0
     }
 
     /// How many times the cache overflowed and started over.
@@ -75,22 +161,79 @@ impl PathCache {
 
     /// The full path of an update, `prefix` joined with `path` (see
     /// [`crate::path::full_path`], whose results and errors this returns), with its id.
+    /// For several updates under one prefix, [`PathCache::prefix`] once then
+    /// [`PathCache::leaf`] per update compares the prefix once instead of every time.
     pub fn full_path(
         &mut self,
         prefix: Option<&gnmi::Path>,
         path: Option<&gnmi::Path>,
     ) -> Result<(Arc<Path>, LeafId)> {
+        let resolved = self.prefix(prefix);
+        self.leaf(resolved, prefix, path)
+    }
+
+    /// Resolves a notification's prefix: one hash and one comparison, or a new entry.
+    pub fn prefix(&mut self, prefix: Option<&gnmi::Path>) -> Prefix {
+        let elems = prefix.map_or(0, |p| p.elem.len());
         // Paths in the deprecated `element` form are rare: they are not cached.
-        if uses_legacy_elements(prefix) || uses_legacy_elements(path) || self.limit == 0 {
+        if uses_legacy_elements(prefix) || self.limit == 0 {
+            return Prefix { serial: 0, elems };
+        }
+        let (origin, elem) = prefix.map_or(("", &[][..]), |p| (p.origin.as_str(), &p.elem[..]));
+        let hash = elems_hash(origin, elem);
+        if let Some(entry) = self.prefixes.find(hash, |e| e.matches(hash, origin, elem)) {
+            return Prefix {
+                serial: entry.serial,
+                elems,
+            };
+        }
+        if self.prefixes.len() >= self.limit {
+            self.start_over();
+        }
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.prefixes.insert_unique(
+            hash,
+            PrefixEntry {
+                hash,
+                origin: origin.to_owned(),
+                elem: elem
+                    .iter()
+                    .map(|e| {
+                        let keys = e.key.iter().map(|(k, v)| (k.clone(), v.clone()));
+                        (e.name.clone(), keys.collect())
+                    })
+                    .collect(),
+                serial,
+            },
+            |e| e.hash,
+        );
+        Prefix { serial, elems }
+    }
+
+    /// The full path of an update under a prefix resolved by [`PathCache::prefix`] from
+    /// the same `prefix`.
+    pub fn leaf(
+        &mut self,
+        resolved: Prefix,
+        prefix: Option<&gnmi::Path>,
+        path: Option<&gnmi::Path>,
+    ) -> Result<(Arc<Path>, LeafId)> {
+        if resolved.serial == 0 || uses_legacy_elements(path) {
             let full = Arc::new(crate::path::full_path(prefix, path)?);
             let id = leaf_id(&full);
             return Ok((full, id));
         }
-        let hash = gnmi_hash(prefix, path);
-        if let Some(entry) = self
-            .table
-            .find(hash, |e| e.hash == hash && same_path(&e.path, prefix, path))
-        {
+        let (origin, elem) = path.map_or(("", &[][..]), |p| (p.origin.as_str(), &p.elem[..]));
+        let hash = elems_hash(origin, elem) ^ resolved.serial.wrapping_mul(GOLDEN);
+        let joined = joined_origin(prefix, path);
+        if let Some(entry) = self.table.find(hash, |e| {
+            e.hash == hash
+                && e.prefix == resolved.serial
+                && same_text(&e.path.origin, joined)
+                && e.path.elems.len() == resolved.elems + elem.len()
+                && same_elems(&e.path.elems[resolved.elems..], elem)
+        }) {
             return Ok((entry.path.clone(), entry.id));
         }
         let full = Arc::new(crate::path::full_path(prefix, path)?);
@@ -103,6 +246,7 @@ impl PathCache {
             hash,
             Entry {
                 hash,
+                prefix: resolved.serial,
                 path: full.clone(),
                 id,
             },
@@ -110,7 +254,99 @@ impl PathCache {
         );
         Ok((full, id))
     }
+
+    /// Forgets everything: leaves refer to prefixes by serial, so both go together.
+    fn start_over(&mut self) {
+        self.table.clear();
+        self.prefixes.clear();
+        self.cleared += 1;
+    }
+
+    /// The serial of a prefix given as its protobuf bytes (`None`: no prefix), if seen.
+    pub(crate) fn raw_prefix(&self, bytes: Option<&[u8]>) -> Option<u64> {
+        let hash = raw_hash(bytes);
+        self.raw_prefixes
+            .find(hash, |e| {
+                e.hash == hash && same_raw(e.bytes.as_deref(), bytes)
+            })
+            .map(|e| e.serial)
+    }
+
+    /// Remembers a prefix [`PathCache::raw_prefix`] did not find, which the caller has
+    /// checked decodes; its serial (0 when nothing is cached: limit 0).
+    pub(crate) fn insert_raw_prefix(&mut self, bytes: Option<&[u8]>) -> u64 {
+        if self.limit == 0 {
+            return 0;
+        }
+        let hash = raw_hash(bytes);
+        if self.raw_prefixes.len() >= self.limit {
+            self.raw_prefixes.clear();
+            self.raw_leaves.clear();
+            self.cleared += 1;
+        }
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.raw_prefixes.insert_unique(
+            hash,
+            RawPrefix {
+                hash,
+                bytes: bytes.map(Box::from),
+                serial,
+            },
+            |e| e.hash,
+        );
+        serial
+    }
+
+    /// The leaf under prefix `serial` whose path has these protobuf bytes, if seen.
+    pub(crate) fn raw_leaf(
+        &self,
+        serial: u64,
+        bytes: Option<&[u8]>,
+    ) -> Option<(Arc<Path>, LeafId)> {
+        if serial == 0 {
+            return None;
+        }
+        let hash = raw_hash(bytes) ^ serial.wrapping_mul(GOLDEN);
+        self.raw_leaves
+            .find(hash, |e| {
+                e.hash == hash && e.prefix == serial && same_raw(e.bytes.as_deref(), bytes)
+            })
+            .map(|e| (e.path.clone(), e.id))
+    }
+
+    /// Remembers the leaf [`PathCache::raw_leaf`] did not find.
+    pub(crate) fn insert_raw_leaf(
+        &mut self,
+        serial: u64,
+        bytes: Option<&[u8]>,
+        path: Arc<Path>,
+        id: LeafId,
+    ) {
+        if serial == 0 {
+            return;
+        }
+        if self.raw_leaves.len() >= self.limit {
+            self.raw_leaves.clear();
+            self.cleared += 1;
+        }
+        let hash = raw_hash(bytes) ^ serial.wrapping_mul(GOLDEN);
+        self.raw_leaves.insert_unique(
+            hash,
+            RawLeaf {
+                hash,
+                prefix: serial,
+                bytes: bytes.map(Box::from),
+                path,
+                id,
+            },
+            |e| e.hash,
+        );
+    }
 }
+
+/// Spreads a prefix serial over the hash bits.
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 
 #[allow(deprecated)]
 fn uses_legacy_elements(path: Option<&gnmi::Path>) -> bool {
@@ -126,20 +362,13 @@ fn joined_origin<'a>(prefix: Option<&'a gnmi::Path>, path: Option<&'a gnmi::Path
     }
 }
 
-fn joined_elems<'a>(
-    prefix: Option<&'a gnmi::Path>,
-    path: Option<&'a gnmi::Path>,
-) -> impl Iterator<Item = &'a gnmi::PathElem> {
-    prefix.into_iter().chain(path).flat_map(|p| p.elem.iter())
-}
-
-/// A hash of the joined gNMI path that does not depend on the order of the keys of an
+/// A hash of an origin and elements that does not depend on the order of the keys of an
 /// element (they arrive as a map in no particular order).
-fn gnmi_hash(prefix: Option<&gnmi::Path>, path: Option<&gnmi::Path>) -> u64 {
+fn elems_hash(origin: &str, elems: &[gnmi::PathElem]) -> u64 {
     let state = FixedState::with_seed(SEED);
     let mut h = state.build_hasher();
-    joined_origin(prefix, path).hash(&mut h);
-    for elem in joined_elems(prefix, path) {
+    origin.hash(&mut h);
+    for elem in elems {
         elem.name.hash(&mut h);
         let keys = elem
             .key
@@ -150,22 +379,47 @@ fn gnmi_hash(prefix: Option<&gnmi::Path>, path: Option<&gnmi::Path>) -> u64 {
     h.finish()
 }
 
-/// Whether the joined gNMI path is `cached`, without building it.
-fn same_path(cached: &Path, prefix: Option<&gnmi::Path>, path: Option<&gnmi::Path>) -> bool {
-    let count = prefix.map_or(0, |p| p.elem.len()) + path.map_or(0, |p| p.elem.len());
-    cached.origin == joined_origin(prefix, path)
-        && cached.elems.len() == count
-        && cached
-            .elems
-            .iter()
-            .zip(joined_elems(prefix, path))
-            .all(|(c, g)| {
-                c.name == g.name
-                    && c.keys.len() == g.key.len()
-                    && g.key
-                        .iter()
-                        .all(|(k, v)| c.keys.get(k).is_some_and(|cv| cv == v))
+/// Whether canonical elements are the same as wire elements.
+fn same_elems(cached: &[model::PathElem], wire: &[gnmi::PathElem]) -> bool {
+    cached.iter().zip(wire).all(|(c, g)| {
+        same_text(&c.name, &g.name)
+            && c.keys.len() == g.key.len()
+            && g.key.iter().all(|(k, v)| {
+                c.keys
+                    .iter()
+                    .any(|(ck, cv)| same_text(ck, k) && same_text(cv, v))
             })
+    })
+}
+
+/// String equality for the short names and keys of paths, inline: the C library's
+/// `memcmp` (what `==` calls) cost a third of the CPU of path lookups on this machine,
+/// mostly to start up for a handful of bytes (docs/PERFORMANCE.md, "Fourth round").
+#[inline]
+fn same_text(a: &str, b: &str) -> bool {
+    same_bytes(a.as_bytes(), b.as_bytes())
+}
+
+/// Byte equality without `memcmp` (see [`same_text`]).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut words_a = a.chunks_exact(8);
+    let mut words_b = b.chunks_exact(8);
+    for (x, y) in (&mut words_a).zip(&mut words_b) {
+        if u64::from_ne_bytes(x.try_into().unwrap_or_default())
+            != u64::from_ne_bytes(y.try_into().unwrap_or_default())
+        {
+            return false;
+        }
+    }
+    let mut rest = 0u64;
+    for (x, y) in words_a.remainder().iter().zip(words_b.remainder()) {
+        rest |= u64::from(x ^ y);
+    }
+    rest == 0
 }
 
 #[cfg(test)]
@@ -257,7 +511,60 @@ pub(crate) mod tests {
         assert_eq!(paths[0], paths[6]);
         let distinct: std::collections::BTreeSet<_> = paths.iter().collect();
         assert_eq!(distinct.len(), 6, "{paths:?}");
-        assert_eq!(cache.len(), 6);
+        // Leaves are kept per prefix: the differently split one is an entry of its own.
+        assert_eq!(cache.len(), 7);
+    }
+
+    #[test]
+    fn a_prefix_resolved_once_serves_its_updates_and_only_its_own() {
+        let mut cache = PathCache::new(100);
+        let eth = |n: &str| gpath("", &[("interfaces", &[]), ("interface", &[("name", n)])]);
+        let (one, two) = (eth("Ethernet1"), eth("Ethernet2"));
+        let leaf = |l: &str| gpath("", &[("state", &[]), ("counters", &[]), (l, &[])]);
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            for prefix in [&one, &two] {
+                let resolved = cache.prefix(Some(prefix));
+                for name in ["in-octets", "out-octets"] {
+                    let (p, id) = cache
+                        .leaf(resolved, Some(prefix), Some(&leaf(name)))
+                        .expect("valid");
+                    let fresh =
+                        crate::path::full_path(Some(prefix), Some(&leaf(name))).expect("valid");
+                    assert_eq!(*p, fresh);
+                    assert_eq!(id, leaf_id(&fresh));
+                    seen.push(p);
+                }
+            }
+        }
+        assert_eq!(cache.len(), 4, "two prefixes x two leaves");
+        for (first, again) in seen[..4].iter().zip(&seen[4..]) {
+            assert!(Arc::ptr_eq(first, again), "shared on the second round");
+        }
+    }
+
+    #[test]
+    fn text_equality_is_byte_equality() {
+        let texts = [
+            "",
+            "a",
+            "b",
+            "in-octets",
+            "in-octetz",
+            "Ethernet1/1",
+            "Ethernet1/10",
+            "abcdefgh",
+            "abcdefgi",
+            "abcdefghabcdefgh",
+            "abcdefghabcdefgX",
+            "é",
+            "e",
+        ];
+        for a in texts {
+            for b in texts {
+                assert_eq!(same_text(a, b), a == b, "{a:?} vs {b:?}");
+            }
+        }
     }
 
     #[test]
@@ -282,7 +589,7 @@ pub(crate) mod tests {
             elem: vec![b],
             ..Default::default()
         };
-        assert_eq!(gnmi_hash(None, Some(&pa)), gnmi_hash(None, Some(&pb)));
+        assert_eq!(elems_hash("", &pa.elem), elems_hash("", &pb.elem));
         let mut cache = PathCache::new(10);
         let (x, _) = cache.full_path(None, Some(&pa)).expect("valid");
         let (y, _) = cache.full_path(None, Some(&pb)).expect("valid");

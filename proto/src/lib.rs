@@ -15,6 +15,7 @@ pub mod json;
 mod notification;
 mod path;
 mod value;
+pub mod wire;
 
 pub use cache::{LeafId, PathCache, leaf_id};
 pub use notification::{DecodeError, Decoded, decode_notification, decode_notification_cached};

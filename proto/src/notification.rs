@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use model::{DeviceKey, Path, Sample, Value};
+use model::{DeviceKey, Path, Sample, TimestampNs, Value};
 
 use crate::cache::{LeafId, PathCache};
 use crate::{gnmi, value};
@@ -68,8 +68,9 @@ pub fn decode_notification_cached(
         Vec::with_capacity(n.update.len() + n.delete.len());
     let mut errors = Vec::new();
     let prefix = n.prefix.as_ref();
+    let resolved = cache.prefix(prefix);
     for update in &n.update {
-        let (path, id) = match cache.full_path(prefix, update.path.as_ref()) {
+        let (path, id) = match cache.leaf(resolved, prefix, update.path.as_ref()) {
             Ok(found) => found,
             Err(e) => {
                 errors.push(path_error(e));
@@ -86,11 +87,21 @@ pub fn decode_notification_cached(
         }
     }
     for delete in &n.delete {
-        match cache.full_path(prefix, Some(delete)) {
+        match cache.leaf(resolved, prefix, Some(delete)) {
             Ok((path, id)) => leaves.push((path, id, Value::Deleted)),
             Err(e) => errors.push(path_error(e)),
         }
     }
+    finish(device, n.timestamp, leaves, errors)
+}
+
+/// The samples of decoded leaves, all at `ts`.
+pub(crate) fn finish(
+    device: &DeviceKey,
+    ts: TimestampNs,
+    leaves: Vec<(Arc<Path>, LeafId, Value)>,
+    errors: Vec<DecodeError>,
+) -> Decoded {
     let mut samples = Vec::with_capacity(leaves.len());
     let mut ids = Vec::with_capacity(leaves.len());
     for (path, id, value) in leaves {
@@ -98,7 +109,7 @@ pub fn decode_notification_cached(
         samples.push(Sample {
             device: device.clone(),
             path,
-            ts: n.timestamp,
+            ts,
             value,
         });
     }
@@ -110,7 +121,7 @@ pub fn decode_notification_cached(
 }
 
 /// The error of an unreadable update or delete path (or prefix), shown as sent.
-fn path_error(error: crate::Error) -> DecodeError {
+pub(crate) fn path_error(error: crate::Error) -> DecodeError {
     let crate::Error::InvalidPath { path, reason } = error;
     DecodeError {
         path,

@@ -15,6 +15,7 @@
 //!   kind of its first value, and whole numbers read back as that kind.
 //! - Listings sort by bytes (device names, canonical path strings), as Rust sorts strings.
 
+pub mod block;
 mod cache;
 mod codec;
 #[cfg(test)]
