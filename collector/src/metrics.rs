@@ -61,7 +61,8 @@ pub struct CollectorMetrics {
     /// How old notifications are when a session takes them off the wire: receive time
     /// minus the device's timestamp. Growing lag is a collector falling behind (data
     /// waiting in HTTP/2 windows and queues) even when nothing is missing yet; a
-    /// constant offset is device clock skew.
+    /// constant offset is device clock skew. Sampled: the first notification of each
+    /// device in each second.
     pub notification_lag_seconds: Histogram,
 }
 
@@ -182,7 +183,7 @@ impl CollectorMetrics {
         );
         r.register(
             "notification_lag_seconds",
-            "Receive time minus device timestamp of notifications (lag plus clock skew)",
+            "Receive time minus device timestamp of notifications (lag plus clock skew), one notification per device per second",
             m.notification_lag_seconds.clone(),
         );
         m

@@ -6,7 +6,7 @@
 //! backpressure reaches the sessions and nothing received is thrown away. The bus never
 //! blocks (its drops are counted on the bus side).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,11 +47,22 @@ pub async fn batcher(
         };
         let mut batch: Vec<Sample> = Vec::with_capacity(config.batch_size);
         batch.extend(first);
-        let deadline = tokio::time::Instant::now() + config.batch_wait;
+        // One timer per batch, armed only when the queue runs dry: a timeout per
+        // notification cost a timer registration each.
+        let wait = tokio::time::sleep(config.batch_wait);
+        tokio::pin!(wait);
         while batch.len() < config.batch_size {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(more)) => batch.extend(more),
-                Ok(None) | Err(_) => break,
+            let more = match rx.try_recv() {
+                Ok(more) => Some(more),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
+                    more = rx.recv() => more,
+                    _ = &mut wait => None,
+                },
+            };
+            match more {
+                Some(more) => batch.extend(more),
+                None => break,
             }
         }
         metrics.queue_depth.set(rx.len() as i64);
@@ -147,17 +158,21 @@ async fn flush(
             }
         }
     }
-    let mut by_device: BTreeMap<DeviceKey, Vec<Sample>> = BTreeMap::new();
+    // One message per device. Samples come in runs (a notification's samples are
+    // together), so the device is looked up once per run, not once per sample.
+    let mut groups: Vec<(DeviceKey, Vec<Sample>)> = Vec::new();
+    let mut index: HashMap<DeviceKey, usize, foldhash::fast::RandomState> = HashMap::default();
+    let mut current = usize::MAX;
     for sample in batch.drain(..) {
-        // The device key is cloned once per device, not once per sample.
-        match by_device.get_mut(&sample.device) {
-            Some(samples) => samples.push(sample),
-            None => {
-                by_device.insert(sample.device.clone(), vec![sample]);
-            }
+        if groups.get(current).is_none_or(|(d, _)| *d != sample.device) {
+            current = *index.entry(sample.device.clone()).or_insert_with(|| {
+                groups.push((sample.device.clone(), Vec::new()));
+                groups.len() - 1
+            });
         }
+        groups[current].1.push(sample);
     }
-    for (device, samples) in by_device {
+    for (device, samples) in groups {
         bus.publish(BusMessage::Samples { device, samples });
     }
 }

@@ -9,7 +9,7 @@
 //! `refused_backoff`: retrying sooner cannot succeed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bus::{Bus, BusMessage};
@@ -183,6 +183,36 @@ struct Session {
     completeness: Completeness,
     paths: SharedPaths,
     bytes: u64,
+    tally: Tally,
+}
+
+/// A session's counts since they were last added to the shared metrics, which happens
+/// every [`HEALTH_PUBLISH`] and when a stream ends: thousands of sessions incrementing
+/// the same atomics for every message cost more than the counting itself.
+#[derive(Debug, Default)]
+struct Tally {
+    notifications: u64,
+    bytes: u64,
+    received: u64,
+    expected: u64,
+    missing: u64,
+    /// Lag of the first notification since the last flush, in seconds: the lag histogram
+    /// holds one sample per device per second.
+    lag: Option<f64>,
+}
+
+impl Tally {
+    fn flush(&mut self, metrics: &CollectorMetrics) {
+        let t = std::mem::take(self);
+        metrics.notifications.inc_by(t.notifications);
+        metrics.bytes_received.inc_by(t.bytes);
+        metrics.samples_received.inc_by(t.received);
+        metrics.samples_expected.inc_by(t.expected);
+        metrics.samples_missing.inc_by(t.missing);
+        if let Some(lag) = t.lag {
+            metrics.notification_lag_seconds.observe(lag);
+        }
+    }
 }
 
 /// Supervises one device's session until `shutdown`.
@@ -203,13 +233,16 @@ pub async fn run(
         reporter,
         connects,
         config,
-        shutdown,
+        // A token of its own: every session polling one shared token would contend on
+        // its lock for each message.
+        shutdown: shutdown.child_token(),
         plan: Plan::default(),
         quirks: Vec::new(),
         encoding_note: None,
         completeness,
         paths,
         bytes: 0,
+        tally: Tally::default(),
     };
     session.supervise().instrument(span).await;
 }
@@ -338,7 +371,9 @@ impl Session {
         }
     }
 
-    fn publish_health(&self) {
+    /// Copies the counts of the session to the health book and the metrics.
+    fn publish_health(&mut self) {
+        self.tally.flush(&self.reporter.metrics);
         let report = self.completeness.report();
         let bytes = self.bytes;
         self.reporter.health.update(self.name(), |h| {
@@ -452,14 +487,22 @@ impl Session {
         polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first tick is immediate; the first poll goes one interval after sync.
         polls.tick().await;
-        let far = Duration::from_secs(365 * 24 * 3600);
         let mut last_data = Instant::now();
+        // One idle timer and one shutdown wait for the life of the stream, not one of
+        // each per message: the timer fires at the deadline of an older message, and is
+        // pushed back when data came since.
+        let idle_timer = tokio::time::sleep_until(last_data + idle.unwrap_or_default());
+        tokio::pin!(idle_timer);
+        let shutdown = self.shutdown.clone();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
-            let deadline = last_data + idle.unwrap_or(far);
             // Shutdown is only honoured here, between messages: what was received is
             // always handed to the pipeline. `Subscription::message` is cancel-safe.
             let message = tokio::select! {
-                _ = self.shutdown.cancelled() => return Outcome::Stopped,
+                biased;
+                _ = &mut cancelled => return Outcome::Stopped,
+                m = stream.message() => m,
                 _ = polls.tick(), if mode == SubscribeMode::Poll && synced => {
                     let poll = gnmi::SubscribeRequest {
                         request: Some(gnmi::subscribe_request::Request::Poll(gnmi::Poll {})),
@@ -470,44 +513,39 @@ impl Session {
                     }
                     continue;
                 }
-                m = tokio::time::timeout_at(deadline, stream.message()) => m.ok(),
-            };
-            last_data = Instant::now();
-            let message = match message {
-                None => {
+                _ = &mut idle_timer, if idle.is_some() => {
+                    let idle = idle.unwrap_or_default();
+                    let deadline = last_data + idle;
+                    if Instant::now() < deadline {
+                        idle_timer.as_mut().reset(deadline);
+                        continue;
+                    }
                     return Outcome::Failed {
-                        error: format!(
-                            "no data for {}s; stream torn down",
-                            idle.unwrap_or_default().as_secs_f64()
-                        ),
+                        error: format!("no data for {}s; stream torn down", idle.as_secs_f64()),
                         was_synced: synced,
                     };
                 }
-                Some(Err(status)) => {
+            };
+            let now = Instant::now();
+            last_data = now;
+            let message = match message {
+                Err(status) => {
                     return self.refusal(&spec, encoding, &status, received_any, synced);
                 }
-                Some(Ok(None)) if mode == SubscribeMode::Once && synced => return Outcome::Done,
+                Ok(None) if mode == SubscribeMode::Once && synced => return Outcome::Done,
                 // Reconnecting at once to a device that closes every stream unanswered
                 // would be a tight loop: that is a failure, with backoff.
-                Some(Ok(None)) if !received_any => {
+                Ok(None) if !received_any => {
                     return fail("device closed the stream without sending anything".into());
                 }
-                Some(Ok(None)) => return Outcome::Closed,
-                Some(Ok(Some(m))) => m,
+                Ok(None) => return Outcome::Closed,
+                Ok(Some(m)) => m,
             };
             received_any = true;
             let size = (message.len() + grpc::PREFIX) as u64;
             self.bytes += size;
-            self.metrics().bytes_received.inc_by(size);
-            let response = {
-                // A poisoned lock only means another session panicked mid-lookup; the
-                // cache holds no invariant a half-done lookup can break.
-                let mut cache = self
-                    .paths
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                proto::wire::decode_response(&message, self.name(), &mut cache)
-            };
+            self.tally.bytes += size;
+            let response = proto::wire::decode_response_shared(&message, self.name(), &self.paths);
             let response = match response {
                 Ok(r) => r,
                 Err(e) => {
@@ -517,11 +555,11 @@ impl Session {
             };
             match response {
                 Response::Update { timestamp, decoded } => {
-                    self.metrics().notifications.inc();
-                    let lag_ns = now_ns().saturating_sub(timestamp).max(0);
-                    self.metrics()
-                        .notification_lag_seconds
-                        .observe(lag_ns as f64 / 1e9);
+                    self.tally.notifications += 1;
+                    if self.tally.lag.is_none() {
+                        let lag_ns = now_ns().saturating_sub(timestamp).max(0);
+                        self.tally.lag = Some(lag_ns as f64 / 1e9);
+                    }
                     count_errors(&decoded, self.metrics());
                     let (mut expected, mut missing) = (0, 0);
                     for (s, id) in decoded.samples.iter().zip(decoded.ids) {
@@ -530,11 +568,11 @@ impl Session {
                         missing += o.missing;
                     }
                     let samples = decoded.samples;
-                    self.metrics().samples_expected.inc_by(expected);
-                    self.metrics().samples_missing.inc_by(missing);
+                    self.tally.expected += expected;
+                    self.tally.missing += missing;
                     window.add(expected, missing);
                     if !samples.is_empty() {
-                        self.metrics().samples_received.inc_by(samples.len() as u64);
+                        self.tally.received += samples.len() as u64;
                         if !self.send(samples).await {
                             return Outcome::Stopped;
                         }
@@ -562,7 +600,7 @@ impl Session {
                 expected: window.expected,
                 missing: window.missing,
             };
-            if let Some(note) = window.close() {
+            if let Some(note) = window.close(now) {
                 if counted.expected > 0 {
                     self.reporter
                         .health
@@ -574,8 +612,8 @@ impl Session {
                     self.reporter.set(self.name(), state, message).await;
                 }
             }
-            if last_health.elapsed() >= HEALTH_PUBLISH {
-                last_health = Instant::now();
+            if now.duration_since(last_health) >= HEALTH_PUBLISH {
+                last_health = now;
                 self.publish_health();
             }
         }
@@ -653,8 +691,8 @@ impl Window {
 
     /// When the window is over: `Some(None)` if it was complete enough, `Some(note)` if
     /// too many samples were missing; then a new window starts.
-    fn close(&mut self) -> Option<Option<String>> {
-        if self.started.elapsed() < self.length {
+    fn close(&mut self, now: Instant) -> Option<Option<String>> {
+        if now.duration_since(self.started) < self.length {
             return None;
         }
         let note = missing_note(self.expected, self.missing, self.length);
@@ -674,7 +712,7 @@ fn missing_note(expected: u64, missing: u64, window: Duration) -> Option<String>
 
 /// Leaf paths shared by every session of a collector: devices of a fleet send mostly the
 /// same paths, so one cache holds each path once for all of them.
-pub type SharedPaths = Arc<Mutex<PathCache>>;
+pub type SharedPaths = Arc<RwLock<PathCache>>;
 
 /// Most paths the shared cache holds (about 0.5 KiB each): well above the distinct paths
 /// of a large fleet; a fleet beyond it still works, with the cache starting over.
@@ -682,7 +720,7 @@ pub const SHARED_PATHS_LIMIT: usize = 1 << 18;
 
 /// A new, empty [`SharedPaths`].
 pub fn shared_paths() -> SharedPaths {
-    Arc::new(Mutex::new(PathCache::new(SHARED_PATHS_LIMIT)))
+    Arc::new(RwLock::new(PathCache::new(SHARED_PATHS_LIMIT)))
 }
 
 /// Counts and logs what could not be read of a notification.

@@ -64,59 +64,74 @@ pub fn decode_notification_cached(
     n: &gnmi::Notification,
     cache: &mut PathCache,
 ) -> Decoded {
-    let mut leaves: Vec<(Arc<Path>, LeafId, Value)> =
-        Vec::with_capacity(n.update.len() + n.delete.len());
-    let mut errors = Vec::new();
+    let mut out = Leaves::new(device, n.timestamp, n.update.len() + n.delete.len());
     let prefix = n.prefix.as_ref();
     let resolved = cache.prefix(prefix);
     for update in &n.update {
         let (path, id) = match cache.leaf(resolved, prefix, update.path.as_ref()) {
             Ok(found) => found,
             Err(e) => {
-                errors.push(path_error(e));
+                out.errors.push(path_error(e));
                 continue;
             }
         };
         #[allow(deprecated)]
         match (&update.val, &update.value) {
-            (Some(typed), _) => value::leaves(path, id, typed, &mut leaves, &mut errors),
-            (None, Some(legacy)) => {
-                value::legacy_leaves(path, id, legacy, &mut leaves, &mut errors);
-            }
-            (None, None) => errors.push(DecodeError::new(&path, "update without a value")),
+            (Some(typed), _) => value::leaves(path, id, typed, &mut out),
+            (None, Some(legacy)) => value::legacy_leaves(path, id, legacy, &mut out),
+            (None, None) => out
+                .errors
+                .push(DecodeError::new(&path, "update without a value")),
         }
     }
     for delete in &n.delete {
         match cache.leaf(resolved, prefix, Some(delete)) {
-            Ok((path, id)) => leaves.push((path, id, Value::Deleted)),
-            Err(e) => errors.push(path_error(e)),
+            Ok((path, id)) => out.push(path, id, Value::Deleted),
+            Err(e) => out.errors.push(path_error(e)),
         }
     }
-    finish(device, n.timestamp, leaves, errors)
+    out.finish()
 }
 
-/// The samples of decoded leaves, all at `ts`.
-pub(crate) fn finish(
-    device: &DeviceKey,
+/// The samples of one notification as they are decoded, all at its timestamp.
+#[derive(Debug)]
+pub(crate) struct Leaves<'a> {
+    device: &'a DeviceKey,
     ts: TimestampNs,
-    leaves: Vec<(Arc<Path>, LeafId, Value)>,
-    errors: Vec<DecodeError>,
-) -> Decoded {
-    let mut samples = Vec::with_capacity(leaves.len());
-    let mut ids = Vec::with_capacity(leaves.len());
-    for (path, id, value) in leaves {
-        ids.push(id);
-        samples.push(Sample {
-            device: device.clone(),
-            path,
+    samples: Vec<Sample>,
+    ids: Vec<LeafId>,
+    /// What could not be read.
+    pub(crate) errors: Vec<DecodeError>,
+}
+
+impl<'a> Leaves<'a> {
+    /// Room for `capacity` samples (one per update and delete, unless JSON).
+    pub(crate) fn new(device: &'a DeviceKey, ts: TimestampNs, capacity: usize) -> Self {
+        Self {
+            device,
             ts,
+            samples: Vec::with_capacity(capacity),
+            ids: Vec::with_capacity(capacity),
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, path: Arc<Path>, id: LeafId, value: Value) {
+        self.ids.push(id);
+        self.samples.push(Sample {
+            device: self.device.clone(),
+            path,
+            ts: self.ts,
             value,
         });
     }
-    Decoded {
-        samples,
-        ids,
-        errors,
+
+    pub(crate) fn finish(self) -> Decoded {
+        Decoded {
+            samples: self.samples,
+            ids: self.ids,
+            errors: self.errors,
+        }
     }
 }
 

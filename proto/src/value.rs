@@ -9,7 +9,7 @@ use model::{MAX_DECIMAL_PRECISION, Path, Value};
 use crate::cache::{LeafId, leaf_id};
 use crate::gnmi::{self, Encoding, typed_value::Value as Tv};
 use crate::json;
-use crate::notification::DecodeError;
+use crate::notification::{DecodeError, Leaves};
 
 /// Why `proto_bytes` values are refused.
 const PROTO_BYTES_UNSUPPORTED: &str =
@@ -23,16 +23,10 @@ const PROTO_BYTES_UNSUPPORTED: &str =
 /// scalars (JSON elements must be scalars; leaf-lists do not nest). `json_val` and
 /// `json_ietf_val` are flattened into one leaf per path ([`crate::json`]). `proto_bytes`
 /// and a missing value are errors.
-pub(crate) fn leaves(
-    path: Arc<Path>,
-    id: LeafId,
-    typed: &gnmi::TypedValue,
-    out: &mut Vec<(Arc<Path>, LeafId, Value)>,
-    errors: &mut Vec<DecodeError>,
-) {
+pub(crate) fn leaves(path: Arc<Path>, id: LeafId, typed: &gnmi::TypedValue, out: &mut Leaves<'_>) {
     let decoded = match &typed.value {
-        Some(Tv::JsonVal(bytes)) => return flatten(&path, bytes, false, out, errors),
-        Some(Tv::JsonIetfVal(bytes)) => return flatten(&path, bytes, true, out, errors),
+        Some(Tv::JsonVal(bytes)) => return flatten(&path, bytes, false, out),
+        Some(Tv::JsonIetfVal(bytes)) => return flatten(&path, bytes, true, out),
         Some(Tv::LeaflistVal(array)) => array
             .element
             .iter()
@@ -44,25 +38,19 @@ pub(crate) fn leaves(
         Some(_) => scalar(typed),
     };
     match decoded {
-        Ok(value) => out.push((path, id, value)),
-        Err(reason) => errors.push(DecodeError::new(&path, reason)),
+        Ok(value) => out.push(path, id, value),
+        Err(reason) => out.errors.push(DecodeError::new(&path, reason)),
     }
 }
 
 /// The leaves of a JSON value: new paths below `path`, each with its own id.
-fn flatten(
-    path: &Path,
-    bytes: &[u8],
-    ietf: bool,
-    out: &mut Vec<(Arc<Path>, LeafId, Value)>,
-    errors: &mut Vec<DecodeError>,
-) {
+fn flatten(path: &Path, bytes: &[u8], ietf: bool, out: &mut Leaves<'_>) {
     let mut flat = Vec::new();
-    json::flatten(path, bytes, ietf, &mut flat, errors);
-    out.extend(flat.into_iter().map(|(path, value)| {
+    json::flatten(path, bytes, ietf, &mut flat, &mut out.errors);
+    for (path, value) in flat {
         let id = leaf_id(&path);
-        (Arc::new(path), id, value)
-    }));
+        out.push(Arc::new(path), id, value);
+    }
 }
 
 /// The leaves of the deprecated `Update.value` old targets send: bytes plus an encoding.
@@ -71,13 +59,12 @@ pub(crate) fn legacy_leaves(
     path: Arc<Path>,
     id: LeafId,
     legacy: &gnmi::Value,
-    out: &mut Vec<(Arc<Path>, LeafId, Value)>,
-    errors: &mut Vec<DecodeError>,
+    out: &mut Leaves<'_>,
 ) {
     let bytes = &legacy.value;
     let decoded = match Encoding::try_from(legacy.r#type) {
-        Ok(Encoding::Json) => return flatten(&path, bytes, false, out, errors),
-        Ok(Encoding::JsonIetf) => return flatten(&path, bytes, true, out, errors),
+        Ok(Encoding::Json) => return flatten(&path, bytes, false, out),
+        Ok(Encoding::JsonIetf) => return flatten(&path, bytes, true, out),
         Ok(Encoding::Bytes) => Ok(Value::Bytes(bytes.clone())),
         Ok(Encoding::Ascii) => String::from_utf8(bytes.clone())
             .map(Value::String)
@@ -86,8 +73,8 @@ pub(crate) fn legacy_leaves(
         Err(_) => Err(format!("unknown value encoding {}", legacy.r#type)),
     };
     match decoded {
-        Ok(value) => out.push((path, id, value)),
-        Err(reason) => errors.push(DecodeError::new(&path, reason)),
+        Ok(value) => out.push(path, id, value),
+        Err(reason) => out.errors.push(DecodeError::new(&path, reason)),
     }
 }
 
@@ -136,11 +123,15 @@ fn json_scalar(bytes: &[u8], ietf: bool) -> Result<Value, String> {
 /// `decode_notification`, which also reads JSON subtrees and says what failed.
 pub fn to_value(typed: &gnmi::TypedValue) -> Option<Value> {
     let root = Path::default();
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    leaves(Arc::new(root.clone()), 0, typed, &mut out, &mut errors);
-    match (out.pop(), out.is_empty() && errors.is_empty()) {
-        (Some((path, _, value)), true) if *path == root => Some(value),
+    let device = model::DeviceKey::new("value").ok()?;
+    let mut out = Leaves::new(&device, 0, 1);
+    leaves(Arc::new(root.clone()), 0, typed, &mut out);
+    let mut decoded = out.finish();
+    match (
+        decoded.samples.pop(),
+        decoded.samples.is_empty() && decoded.errors.is_empty(),
+    ) {
+        (Some(sample), true) if *sample.path == root => Some(sample.value),
         _ => None,
     }
 }
@@ -220,11 +211,12 @@ mod tests {
     }
 
     fn decode(typed: &gnmi::TypedValue) -> Result<Value, String> {
-        let mut out = Vec::new();
-        let mut errors = Vec::new();
-        leaves(Arc::default(), 0, typed, &mut out, &mut errors);
-        match (out.as_slice(), errors.as_slice()) {
-            ([(_, _, v)], []) => Ok(v.clone()),
+        let device = model::DeviceKey::new("value").unwrap();
+        let mut out = Leaves::new(&device, 0, 1);
+        leaves(Arc::default(), 0, typed, &mut out);
+        let decoded = out.finish();
+        match (decoded.samples.as_slice(), decoded.errors.as_slice()) {
+            ([sample], []) => Ok(sample.value.clone()),
             ([], [e]) => Err(e.reason.clone()),
             other => panic!("{typed:?}: {other:?}"),
         }
@@ -334,16 +326,20 @@ mod tests {
     #[allow(deprecated)]
     fn legacy_values_decode_by_their_encoding() {
         let legacy = |encoding: Encoding, bytes: &[u8]| {
-            let mut out = Vec::new();
-            let mut errors = Vec::new();
+            let device = model::DeviceKey::new("value").unwrap();
+            let mut out = Leaves::new(&device, 0, 1);
             let value = gnmi::Value {
                 value: bytes.to_vec(),
                 r#type: encoding as i32,
             };
-            legacy_leaves(Arc::default(), 0, &value, &mut out, &mut errors);
-            let out: Vec<(Path, Value)> =
-                out.into_iter().map(|(p, _, v)| ((*p).clone(), v)).collect();
-            (out, errors)
+            legacy_leaves(Arc::default(), 0, &value, &mut out);
+            let decoded = out.finish();
+            let out: Vec<(Path, Value)> = decoded
+                .samples
+                .into_iter()
+                .map(|s| ((*s.path).clone(), s.value))
+                .collect();
+            (out, decoded.errors)
         };
         assert_eq!(
             legacy(Encoding::JsonIetf, b"\"7\"").0,

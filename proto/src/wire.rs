@@ -14,13 +14,13 @@
 //! protobuf merges, groups, or malformed bytes) goes to prost and that path, so errors
 //! are prost's own.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use model::{DeviceKey, Path, Value};
 use prost::Message as _;
 
 use crate::cache::{LeafId, PathCache, leaf_id};
-use crate::notification::{DecodeError, Decoded, finish, path_error};
+use crate::notification::{DecodeError, Decoded, Leaves, path_error};
 use crate::{gnmi, value};
 
 /// What a Subscribe response carries.
@@ -53,7 +53,11 @@ pub fn decode_response(
     device: &DeviceKey,
     cache: &mut PathCache,
 ) -> Result<Response, prost::DecodeError> {
-    if let Some(response) = fast(bytes, device, cache) {
+    let filling = &mut Filling {
+        cache: &mut *cache,
+        prefix: None,
+    };
+    if let Some(response) = fast(bytes, device, filling) {
         return Ok(response);
     }
     let response = gnmi::SubscribeResponse::decode(bytes)?;
@@ -71,6 +75,109 @@ pub fn decode_response(
         },
         None => Response::Other,
     })
+}
+
+/// [`decode_response`] with a cache shared by many sessions: a response whose paths are
+/// all known is decoded under a read lock (sessions do not wait for each other), and
+/// only one with a new path takes the write lock.
+pub fn decode_response_shared(
+    bytes: &[u8],
+    device: &DeviceKey,
+    cache: &RwLock<PathCache>,
+) -> Result<Response, prost::DecodeError> {
+    {
+        // A poisoned lock only means another session panicked mid-lookup; the cache
+        // holds no invariant a half-done lookup can break.
+        let read = cache.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(response) = fast(bytes, device, &mut Reading(&read)) {
+            return Ok(response);
+        }
+    }
+    let mut write = cache.write().unwrap_or_else(PoisonError::into_inner);
+    decode_response(bytes, device, &mut write)
+}
+
+/// How the fast walk turns prefix and path bytes into paths.
+trait Paths {
+    /// The serial of a prefix; `None` to give up the fast walk.
+    fn prefix(&mut self, bytes: Option<&[u8]>) -> Option<u64>;
+    /// The full path under prefix `serial`; `None` to give up the fast walk.
+    fn leaf(
+        &mut self,
+        serial: u64,
+        prefix: Option<&[u8]>,
+        path: Option<&[u8]>,
+    ) -> Option<crate::Result<(Arc<Path>, LeafId)>>;
+}
+
+/// Known paths only: anything new gives up (to be done again with [`Filling`]).
+struct Reading<'a>(&'a PathCache);
+
+impl Paths for Reading<'_> {
+    fn prefix(&mut self, bytes: Option<&[u8]>) -> Option<u64> {
+        self.0.raw_prefix(bytes)
+    }
+
+    fn leaf(
+        &mut self,
+        serial: u64,
+        _prefix: Option<&[u8]>,
+        path: Option<&[u8]>,
+    ) -> Option<crate::Result<(Arc<Path>, LeafId)>> {
+        self.0.raw_leaf(serial, path).map(Ok)
+    }
+}
+
+/// Known paths from the cache, new ones decoded and added to it.
+struct Filling<'a> {
+    cache: &'a mut PathCache,
+    /// The notification's prefix, decoded once when first needed.
+    prefix: Option<Option<gnmi::Path>>,
+}
+
+impl Filling<'_> {
+    fn decoded_prefix(&mut self, bytes: Option<&[u8]>) -> Option<Option<&gnmi::Path>> {
+        if self.prefix.is_none() {
+            self.prefix = Some(match bytes {
+                Some(b) => Some(gnmi::Path::decode(b).ok()?),
+                None => None,
+            });
+        }
+        self.prefix.as_ref().map(Option::as_ref)
+    }
+}
+
+impl Paths for Filling<'_> {
+    fn prefix(&mut self, bytes: Option<&[u8]>) -> Option<u64> {
+        if let Some(serial) = self.cache.raw_prefix(bytes) {
+            return Some(serial);
+        }
+        // Checked before it is remembered: a cached prefix is known to decode.
+        self.decoded_prefix(bytes)?;
+        Some(self.cache.insert_raw_prefix(bytes))
+    }
+
+    fn leaf(
+        &mut self,
+        serial: u64,
+        prefix: Option<&[u8]>,
+        path: Option<&[u8]>,
+    ) -> Option<crate::Result<(Arc<Path>, LeafId)>> {
+        if let Some(found) = self.cache.raw_leaf(serial, path) {
+            return Some(Ok(found));
+        }
+        let wire = match path {
+            Some(b) => Some(gnmi::Path::decode(b).ok()?),
+            None => None,
+        };
+        let full = crate::path::full_path(self.decoded_prefix(prefix)?, wire.as_ref());
+        Some(full.map(|full| {
+            let full = Arc::new(full);
+            let id = leaf_id(&full);
+            self.cache.insert_raw_leaf(serial, path, full.clone(), id);
+            (full, id)
+        }))
+    }
 }
 
 const VARINT: u8 = 0;
@@ -158,7 +265,7 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
     Some(())
 }
 
-fn fast(bytes: &[u8], device: &DeviceKey, cache: &mut PathCache) -> Option<Response> {
+fn fast(bytes: &[u8], device: &DeviceKey, paths: &mut dyn Paths) -> Option<Response> {
     let mut notification = None;
     let mut sync = None;
     Reader::new(bytes).fields(|field, wire_type, r| match (field, wire_type) {
@@ -172,81 +279,55 @@ fn fast(bytes: &[u8], device: &DeviceKey, cache: &mut PathCache) -> Option<Respo
         (_, t) => r.skip(t),
     })?;
     match (notification, sync) {
-        (Some(n), None) => notification_fast(n, device, cache),
+        (Some(n), None) => notification_fast(n, device, paths),
         (None, Some(s)) => Some(Response::Sync(s)),
         (None, None) => Some(Response::Other),
         (Some(_), Some(_)) => None,
     }
 }
 
-fn notification_fast(bytes: &[u8], device: &DeviceKey, cache: &mut PathCache) -> Option<Response> {
+fn notification_fast(bytes: &[u8], device: &DeviceKey, paths: &mut dyn Paths) -> Option<Response> {
     // First the timestamp and prefix, wherever they are among the updates.
     let mut timestamp = None;
     let mut prefix = None;
+    let mut items = 0;
     Reader::new(bytes).fields(|field, wire_type, r| match (field, wire_type) {
         (1, VARINT) => once(&mut timestamp, r.varint()? as i64),
         (2, LEN) => once(&mut prefix, r.delimited()?),
         // The deprecated alias: a string, so prost checks it is UTF-8.
         (3, LEN) => std::str::from_utf8(r.delimited()?).ok().map(drop),
-        (4 | 5, LEN) | (6, VARINT) => r.skip(wire_type),
+        (4 | 5, LEN) => {
+            items += 1;
+            r.skip(wire_type)
+        }
+        (6, VARINT) => r.skip(wire_type),
         (1..=6, _) => None,
         (_, t) => r.skip(t),
     })?;
-    // The prefix decoded, when a path is not in the cache (and to check a new prefix).
-    let mut decoded_prefix: Option<Option<gnmi::Path>> = None;
-    let serial = match cache.raw_prefix(prefix) {
-        Some(serial) => serial,
-        None => {
-            decoded_prefix = Some(match prefix {
-                Some(b) => Some(gnmi::Path::decode(b).ok()?),
-                None => None,
-            });
-            cache.insert_raw_prefix(prefix)
-        }
-    };
-    let mut leaves: Vec<(Arc<Path>, LeafId, Value)> = Vec::new();
-    let mut errors = Vec::new();
-    let mut resolve = |cache: &mut PathCache, path: Option<&[u8]>| {
-        if let Some(found) = cache.raw_leaf(serial, path) {
-            return Some(Ok(found));
-        }
-        if decoded_prefix.is_none() {
-            decoded_prefix = Some(match prefix {
-                Some(b) => Some(gnmi::Path::decode(b).ok()?),
-                None => None,
-            });
-        }
-        let wire = match path {
-            Some(b) => Some(gnmi::Path::decode(b).ok()?),
-            None => None,
-        };
-        let full = crate::path::full_path(decoded_prefix.as_ref()?.as_ref(), wire.as_ref());
-        Some(full.map(|full| {
-            let full = Arc::new(full);
-            let id = leaf_id(&full);
-            cache.insert_raw_leaf(serial, path, full.clone(), id);
-            (full, id)
-        }))
-    };
+    let timestamp = timestamp.unwrap_or(0);
+    let serial = paths.prefix(prefix)?;
+    let mut out = Leaves::new(device, timestamp, items);
     Reader::new(bytes).fields(|field, wire_type, r| {
         if (field, wire_type) != (4, LEN) {
             // Checked by the first walk.
             return r.skip(wire_type);
         }
         let (path, val) = update_fast(r.delimited()?)?;
-        let (path, id) = match resolve(cache, path)? {
+        let (path, id) = match paths.leaf(serial, prefix, path)? {
             Ok(found) => found,
             Err(e) => {
-                errors.push(path_error(e));
+                out.errors.push(path_error(e));
                 return Some(());
             }
         };
         match val {
             Some(v) => {
                 let typed = gnmi::TypedValue::decode(v).ok()?;
-                value::leaves(path, id, &typed, &mut leaves, &mut errors);
+                value::leaves(path, id, &typed, &mut out);
             }
-            None => errors.push(DecodeError::new(&path, "update without a value")),
+            None => out
+                .errors
+                .push(DecodeError::new(&path, "update without a value")),
         }
         Some(())
     })?;
@@ -254,16 +335,15 @@ fn notification_fast(bytes: &[u8], device: &DeviceKey, cache: &mut PathCache) ->
         if (field, wire_type) != (5, LEN) {
             return r.skip(wire_type);
         }
-        match resolve(cache, Some(r.delimited()?))? {
-            Ok((path, id)) => leaves.push((path, id, Value::Deleted)),
-            Err(e) => errors.push(path_error(e)),
+        match paths.leaf(serial, prefix, Some(r.delimited()?))? {
+            Ok((path, id)) => out.push(path, id, Value::Deleted),
+            Err(e) => out.errors.push(path_error(e)),
         }
         Some(())
     })?;
-    let timestamp = timestamp.unwrap_or(0);
     Some(Response::Update {
         timestamp,
-        decoded: finish(device, timestamp, leaves, errors),
+        decoded: out.finish(),
     })
 }
 
@@ -342,18 +422,31 @@ mod tests {
     /// Both decodes agree, with a cold and with a warm cache, and the fast walk took it.
     fn agrees(bytes: &[u8], fast_expected: bool) {
         let mut cache = PathCache::new(1000);
+        let shared = RwLock::new(PathCache::new(1000));
         let mut reference_cache = PathCache::new(1000);
         for round in 0..2 {
-            let got = decode_response(bytes, &device(), &mut cache);
             let want = reference(bytes, &mut reference_cache);
-            match (&got, &want) {
-                (Ok(g), Ok(w)) => assert_eq!(g, w, "round {round}"),
-                (Err(g), Err(w)) => assert_eq!(g.to_string(), w.to_string()),
-                _ => panic!("round {round}: {got:?} vs {want:?}"),
+            for got in [
+                decode_response(bytes, &device(), &mut cache),
+                decode_response_shared(bytes, &device(), &shared),
+            ] {
+                match (&got, &want) {
+                    (Ok(g), Ok(w)) => assert_eq!(g, w, "round {round}"),
+                    (Err(g), Err(w)) => assert_eq!(g.to_string(), w.to_string()),
+                    _ => panic!("round {round}: {got:?} vs {want:?}"),
+                }
             }
         }
         assert_eq!(
-            fast(bytes, &device(), &mut PathCache::new(1000)).is_some(),
+            fast(
+                bytes,
+                &device(),
+                &mut Filling {
+                    cache: &mut PathCache::new(1000),
+                    prefix: None
+                }
+            )
+            .is_some(),
             fast_expected,
             "fast walk taken"
         );
