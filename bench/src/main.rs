@@ -47,6 +47,10 @@ const TICKS_PER_SECOND: f64 = 100.0;
 #[derive(Debug, Parser)]
 #[command(about = "netpulse benchmark harnesses (issue 3)")]
 struct Cli {
+    /// Tokio worker threads (default: one per core). `--workers 1` measures what one
+    /// core does.
+    #[arg(long, global = true)]
+    workers: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -587,7 +591,11 @@ async fn decode(file: PathBuf, seconds: u64) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = cli.workers {
+        builder.worker_threads(workers.max(1));
+    }
+    let runtime = builder.enable_all().build()?;
     match cli.command {
         Command::Collect {
             devices,

@@ -185,6 +185,7 @@ struct Tracked {
 /// when the leaf is first seen) and its last timestamp.
 #[derive(Debug, Clone, Copy)]
 struct Leaf {
+    id: LeafId,
     tracked: Option<u32>,
     last: TimestampNs,
 }
@@ -197,8 +198,15 @@ const MAX_LEAVES: usize = 65_536;
 #[derive(Debug, Default)]
 pub struct Completeness {
     tracked: Vec<Tracked>,
-    /// Leaves by id (already a hash: a fast hasher is enough).
-    leaves: HashMap<LeafId, Leaf, foldhash::fast::RandomState>,
+    /// Leaves in the order they were first seen.
+    leaves: Vec<Leaf>,
+    /// Where each leaf is in `leaves` (ids are already hashes: a fast hasher is enough).
+    index: HashMap<LeafId, u32, foldhash::fast::RandomState>,
+    /// The slot after the last leaf observed. A device sends its leaves in the same
+    /// order every interval, so the next sample is almost always the next slot: checked
+    /// first, it spares the hash lookup and its cache misses (10 % of the collector's
+    /// CPU at 1,000 devices, docs/PERFORMANCE.md).
+    cursor: usize,
 }
 
 impl Completeness {
@@ -241,7 +249,15 @@ impl Completeness {
         }
         Self {
             tracked,
-            leaves: HashMap::default(),
+            ..Self::default()
+        }
+    }
+
+    /// The slot of leaf `id`, if it was seen before.
+    fn slot(&self, id: LeafId) -> Option<usize> {
+        match self.leaves.get(self.cursor) {
+            Some(leaf) if leaf.id == id => Some(self.cursor),
+            _ => self.index.get(&id).map(|&i| i as usize),
         }
     }
 
@@ -251,17 +267,28 @@ impl Completeness {
         if self.tracked.is_empty() {
             return Observed::default();
         }
-        let (t, observed) = match self.leaves.get_mut(&id) {
+        let slot = self.slot(id);
+        if let Some(s) = slot {
+            self.cursor = s + 1;
+        }
+        let (t, observed) = match slot.map(|s| &mut self.leaves[s]) {
             None => {
                 if self.leaves.len() >= MAX_LEAVES {
                     self.leaves.clear();
+                    self.index.clear();
                 }
                 let tracked = self
                     .tracked
                     .iter()
                     .position(|t| covers(&t.path, path))
                     .map(|i| i as u32);
-                self.leaves.insert(id, Leaf { tracked, last: ts });
+                self.index.insert(id, self.leaves.len() as u32);
+                self.leaves.push(Leaf {
+                    id,
+                    tracked,
+                    last: ts,
+                });
+                self.cursor = self.leaves.len();
                 let first = Observed {
                     expected: 1,
                     missing: 0,
@@ -382,6 +409,38 @@ mod tests {
         assert_eq!(c.observe(other_id, &other, 1), Observed::default());
         assert_eq!(c.observe(other_id, &other, 2 * S), Observed::default());
         assert_eq!(c.report()[0].received, 5);
+    }
+
+    #[test]
+    fn leaves_in_a_new_order_are_counted_as_in_the_usual_one() {
+        let mut c = Completeness::new(
+            &spec(vec![crds::Subscription::sample("/a[name=*]", "10s")]),
+            None,
+        );
+        let leaves: Vec<Path> = (0..5).map(|i| p(&format!("/a[name=x{i}]/b"))).collect();
+        let orders: [[usize; 5]; 4] = [
+            [0, 1, 2, 3, 4],
+            [0, 1, 2, 3, 4],
+            [4, 2, 0, 3, 1],
+            [1, 0, 4, 3, 2],
+        ];
+        for (round, order) in orders.iter().enumerate() {
+            for &i in order {
+                let o = c.observe(
+                    proto::leaf_id(&leaves[i]),
+                    &leaves[i],
+                    round as i64 * 10 * S,
+                );
+                assert_eq!((o.expected, o.missing), (1, 0), "round {round}, leaf {i}");
+            }
+        }
+        // Round 4 skips one interval for leaf 3 only.
+        for i in [0, 1, 2, 4] {
+            c.observe(proto::leaf_id(&leaves[i]), &leaves[i], 40 * S);
+        }
+        let late = c.observe(proto::leaf_id(&leaves[3]), &leaves[3], 50 * S);
+        assert_eq!((late.expected, late.missing), (2, 1));
+        assert_eq!(c.leaves.len(), 5);
     }
 
     #[test]
