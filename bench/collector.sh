@@ -8,7 +8,8 @@
 #   DEVICES [10000]   fleet of scenarios pg, sink and storm
 #   INTERVAL [10s]    sample interval of scenarios pg, sink and storm
 #   INTERFACES [16]   interfaces per simulated device
-#   SAT_DEVICES [1000] fleet of scenario decode (1 s interval: saturates the collector)
+#   SAT_DEVICES [1000] fleet of scenario decode
+#   SAT_INTERVAL [250ms] its sample interval (448,000 updates/s with 16 interfaces)
 #   PEER_DEVICES [100] devices both pygnmi and netpulse collect in scenario pygnmi (1 s)
 #   PG_ADMIN_URL [postgres://postgres@127.0.0.1:5432/postgres]  a throwaway database
 #                     netpulse_bench_<pid> is created there for scenario pg, dropped after
@@ -21,8 +22,10 @@
 #           bus: the collector's own CPU, RSS per device, completeness, received/s.
 #   storm   after `sink`, the simulator is killed and restarted with the same devices:
 #           time until every session is synced again (connect limit 64, the default).
-#   decode  1 s interval: collector throughput at saturation per CPU-second, and the
-#           protobuf decode ceiling of the same simulator's messages, in the same run.
+#   decode  the collector on one worker thread (one core), counting store: updates
+#           decoded and batched per CPU-second; then, on the same simulator's messages in
+#           the same run, the ceilings: prost decode alone (the target's reference),
+#           netpulse's own decode (proto::wire) alone, prost + decode_notification.
 #   pygnmi  bench/pygnmi_collector.py (one thread per device) and netpulse-bench on the
 #           same PEER_DEVICES devices, one after the other: CPU per update.
 #
@@ -35,6 +38,7 @@ devices=${DEVICES:-10000}
 interfaces=${INTERFACES:-16}
 interval=${INTERVAL:-10s}
 sat_devices=${SAT_DEVICES:-1000}
+sat_interval=${SAT_INTERVAL:-250ms}
 peer_devices=${PEER_DEVICES:-100}
 pg_admin=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 scenarios=("$@")
@@ -171,9 +175,9 @@ fi
 
 # ---- 2: saturation and the decode ceiling, same fleet, same run --------------------
 if wants decode; then
-  start_sim "$sat_devices" 1s
-  echo "==> saturation: $sat_devices devices at 1s" >&2
-  "$harness" collect --devices "$work/devices.yaml" --sync-timeout 60 --warmup 10 \
+  start_sim "$sat_devices" "$sat_interval"
+  echo "==> decode-and-batch: $sat_devices devices at $sat_interval, one worker thread" >&2
+  "$harness" --workers 1 collect --devices "$work/devices.yaml" --sync-timeout 60 --warmup 10 \
     --seconds 30 | sed 's/^/saturation /'
   echo "==> decode ceiling on the same simulator" >&2
   "$harness" decode --devices "$work/devices.yaml" --seconds 5
