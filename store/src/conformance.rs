@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use model::{DeviceEvent, DeviceKey, DeviceState, Path, Sample, TimestampNs, Value};
 
-use crate::{DeviceInfo, HealthReport, Point, Store, WriteReport};
+use crate::{DeviceInfo, HealthReport, Point, Store, TopRates, WriteReport};
 
 /// Calls `$m! { case, ... }` with the name of every conformance case.
 macro_rules! for_each_case {
@@ -25,10 +25,13 @@ macro_rules! for_each_case {
             implausible_timestamps_are_rejected_one_by_one,
             claims_never_go_back,
             steps_aggregate_and_keep_gaps,
+            top_rates_rank_numeric_series,
+            top_rates_refuse_unbounded_queries,
             retention_removes_expired_raw_samples,
             fenced_writes_refuse_stale_epochs,
             duplicates_within_a_batch_keep_the_first,
             series_list_their_last_values,
+            series_show_samples_written_in_quick_succession,
             older_samples_do_not_move_last_values,
             a_series_keeps_values_of_other_kinds,
             record_event_is_reflected_in_device,
@@ -476,6 +479,320 @@ pub(crate) async fn steps_aggregate_and_keep_gaps(store: Arc<dyn Store>) {
     ));
 }
 
+/// A fleet for rate queries over `[T0, T0 + 60 s]`: counters of three devices (one reset,
+/// one delete, ties), series that have no rate (text, bool, decimal, one sample), samples
+/// outside the window, and paths whose keys hold `/in-octets`.
+fn rate_fleet() -> Vec<Sample> {
+    let s = 1_000_000_000;
+    let counter = |ifname: &str, leaf: &str| {
+        format!("/interfaces/interface[name={ifname}]/state/counters/{leaf}")
+    };
+    let series = |device: &str, p: &str, points: &[(i64, Value)]| -> Vec<Sample> {
+        points
+            .iter()
+            .map(|(at, v)| sample(device, p, T0 + at * s, v.clone()))
+            .collect()
+    };
+    let uints = |points: &[(i64, u64)]| -> Vec<(i64, Value)> {
+        points.iter().map(|&(at, v)| (at, Value::Uint(v))).collect()
+    };
+    let in1 = counter("Ethernet1", "in-octets");
+    [
+        // 100/s; the samples before and after the window would change it.
+        series(
+            "leaf1",
+            &in1,
+            &uints(&[
+                (-10, 9_000),
+                (0, 0),
+                (10, 1_000),
+                (20, 2_000),
+                (30, 3_000),
+                (70, 100),
+            ]),
+        ),
+        // 100/s too: ties, ordered by device, then path bytes (Ethernet10 < Ethernet1]).
+        series("leaf2", &in1, &uints(&[(5, 500), (15, 1_500), (25, 2_500)])),
+        series(
+            "leaf2",
+            &counter("Ethernet10", "in-octets"),
+            &uints(&[(0, 0), (10, 1_000)]),
+        ),
+        // A reset: 1000 + 500 + 1000 over 40 s.
+        series(
+            "leaf1",
+            &counter("Ethernet2", "in-octets"),
+            &uints(&[(0, 5_000), (10, 6_000), (20, 500), (40, 1_500)]),
+        ),
+        // A delete breaks the chain: only 400 -> 500 counts, over 30 s.
+        series(
+            "leaf3",
+            &in1,
+            &[
+                (0, Value::Int(100)),
+                (10, Value::Deleted),
+                (20, Value::Int(400)),
+                (30, Value::Int(500)),
+            ],
+        ),
+        series(
+            "leaf2",
+            &counter("Ethernet1", "out-octets"),
+            &[(0, Value::Float(0.0)), (10, Value::Float(10_000.0))],
+        ),
+        // One sample in the window: no rate.
+        series(
+            "leaf1",
+            &counter("Ethernet3", "in-octets"),
+            &uints(&[(10, 42), (70, 50)]),
+        ),
+        // Not numeric series: never ranked.
+        series(
+            "spine1",
+            &in1,
+            &[
+                (0, Value::String("n/a".into())),
+                (10, Value::String("1000".into())),
+            ],
+        ),
+        series(
+            "spine1",
+            "/interfaces/interface[name=Ethernet1]/state/enabled",
+            &[(0, Value::Bool(false)), (10, Value::Bool(true))],
+        ),
+        series(
+            "spine1",
+            "/components/component[name=psu1]/state/temperature/instant",
+            &[
+                (
+                    0,
+                    Value::Decimal {
+                        digits: 100,
+                        precision: 1,
+                    },
+                ),
+                (
+                    10,
+                    Value::Decimal {
+                        digits: 200,
+                        precision: 1,
+                    },
+                ),
+            ],
+        ),
+        // Leaves that only look like `in-octets` on the path string.
+        series(
+            "leaf1",
+            "/probe[target=a/in-octets[x]",
+            &uints(&[(0, 0), (10, 1_000)]),
+        ),
+        series(
+            "leaf1",
+            "/interfaces/interface[name=x/in-octets]",
+            &uints(&[(0, 0), (10, 20)]),
+        ),
+        series("leaf1", "/counters/xin-octets", &uints(&[(0, 0), (10, 30)])),
+    ]
+    .concat()
+}
+
+pub(crate) async fn top_rates_rank_numeric_series(store: Arc<dyn Store>) {
+    let s = 1_000_000_000;
+    store.write_samples(&rate_fleet()).await.expect("write");
+    let in_octets =
+        |ifname: &str| format!("/interfaces/interface[name={ifname}]/state/counters/in-octets");
+    let top = |device: Option<&str>, leaf: Option<&str>, from: i64, to: i64, limit: usize| {
+        let store = store.clone();
+        let q = TopRates {
+            device: device.map(key),
+            leaf: leaf.map(str::to_owned),
+            from: T0 + from * s,
+            to: T0 + to * s,
+            limit,
+        };
+        async move {
+            let rates = store.top_rates(&q).await.expect("top rates");
+            // Each series' increase and sample count are those of one step bucket over
+            // the window: the same counter rules.
+            for r in &rates {
+                let buckets = store
+                    .range_step(&r.device, &r.path, q.from, q.to, q.to - q.from + 1)
+                    .await
+                    .expect("one bucket");
+                let stats = buckets[0].stats.clone().expect("data");
+                assert_eq!(
+                    (r.increase, u64::from(r.samples)),
+                    (stats.increase, stats.count),
+                    "{} {}",
+                    r.device,
+                    r.path
+                );
+            }
+            rates
+                .into_iter()
+                .map(|r| {
+                    let row = (r.device.to_string(), r.path.to_string(), r.per_second);
+                    (row, r.increase, r.samples)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let row =
+        |device: &str, p: &str, per_second: f64| (device.to_owned(), p.to_owned(), per_second);
+    let (l1e1, l2e1, l2e10, l1e2, l3e1) = (
+        row("leaf1", &in_octets("Ethernet1"), 100.0),
+        row("leaf2", &in_octets("Ethernet1"), 100.0),
+        row("leaf2", &in_octets("Ethernet10"), 100.0),
+        row("leaf1", &in_octets("Ethernet2"), 62.5),
+        row("leaf3", &in_octets("Ethernet1"), 100.0 / 30.0),
+    );
+
+    // The whole fleet, every leaf.
+    assert_eq!(
+        top(None, None, 0, 60, 1000).await,
+        [
+            (
+                row(
+                    "leaf2",
+                    "/interfaces/interface[name=Ethernet1]/state/counters/out-octets",
+                    1_000.0
+                ),
+                10_000.0,
+                2
+            ),
+            (l1e1.clone(), 3_000.0, 4),
+            (
+                row("leaf1", "/probe[target=a/in-octets[x]", 100.0),
+                1_000.0,
+                2
+            ),
+            (l2e10.clone(), 1_000.0, 2),
+            (l2e1.clone(), 2_000.0, 3),
+            (l1e2.clone(), 2_500.0, 4),
+            (l3e1.clone(), 100.0, 3),
+            (row("leaf1", "/counters/xin-octets", 3.0), 30.0, 2),
+            (
+                row("leaf1", "/interfaces/interface[name=x/in-octets]", 2.0),
+                20.0,
+                2
+            ),
+        ]
+    );
+    // One leaf: keys holding `/in-octets` and `xin-octets` are other leaves.
+    let in_octets_rows = [
+        (l1e1.clone(), 3_000.0, 4),
+        (l2e10.clone(), 1_000.0, 2),
+        (l2e1.clone(), 2_000.0, 3),
+        (l1e2.clone(), 2_500.0, 4),
+        (l3e1.clone(), 100.0, 3),
+    ];
+    assert_eq!(
+        top(None, Some("in-octets"), 0, 60, 1000).await,
+        in_octets_rows
+    );
+    // A leaf element with keys.
+    assert_eq!(
+        top(None, Some("interface"), 0, 60, 1000).await,
+        [(
+            row("leaf1", "/interfaces/interface[name=x/in-octets]", 2.0),
+            20.0,
+            2
+        )]
+    );
+    // One device.
+    assert_eq!(
+        top(Some("leaf2"), Some("in-octets"), 0, 60, 1000).await,
+        in_octets_rows[1..3]
+    );
+    assert_eq!(top(Some("leaf2"), None, 0, 60, 1000).await.len(), 3);
+    // The limit keeps the first of the order, ties included.
+    assert_eq!(
+        top(None, Some("in-octets"), 0, 60, 2).await,
+        in_octets_rows[..2]
+    );
+    assert_eq!(
+        top(None, Some("in-octets"), 0, 60, 1).await,
+        in_octets_rows[..1]
+    );
+    // A later window: earlier samples do not count, nor does the reset before it
+    // (leaf1 Ethernet2 grows from 500 to 1500 in 20 s); leaf2 Ethernet10 drops out.
+    assert_eq!(
+        top(None, Some("in-octets"), 15, 60, 1000).await,
+        [
+            (row("leaf1", &in_octets("Ethernet1"), 100.0), 1_000.0, 2),
+            (row("leaf2", &in_octets("Ethernet1"), 100.0), 1_000.0, 2),
+            (row("leaf1", &in_octets("Ethernet2"), 50.0), 1_000.0, 2),
+            (row("leaf3", &in_octets("Ethernet1"), 10.0), 100.0, 2),
+        ]
+    );
+    // Bounds are inclusive: [10 s, 20 s] holds two samples of leaf1 Ethernet1.
+    assert_eq!(
+        top(Some("leaf1"), Some("in-octets"), 10, 20, 1).await,
+        [(row("leaf1", &in_octets("Ethernet1"), 100.0), 1_000.0, 2)]
+    );
+    // Nothing to rank.
+    assert!(top(None, Some("in-octets"), 100, 200, 10).await.is_empty());
+    assert!(top(Some("nope"), None, 0, 60, 10).await.is_empty());
+    assert!(top(None, Some("nope"), 0, 60, 10).await.is_empty());
+    assert!(top(Some("spine1"), None, 0, 60, 10).await.is_empty());
+}
+
+pub(crate) async fn top_rates_refuse_unbounded_queries(store: Arc<dyn Store>) {
+    use crate::{Error, RateError};
+    store.write_samples(&rate_fleet()).await.expect("write");
+    let ok = TopRates {
+        device: None,
+        leaf: Some("in-octets".into()),
+        from: T0,
+        to: T0 + 60_000_000_000,
+        limit: 10,
+    };
+    assert_eq!(store.top_rates(&ok).await.expect("valid").len(), 5);
+    let refused = [
+        (
+            TopRates {
+                limit: 0,
+                ..ok.clone()
+            },
+            RateError::NoLimit,
+        ),
+        (
+            TopRates {
+                limit: 1001,
+                ..ok.clone()
+            },
+            RateError::LimitTooLarge(1001),
+        ),
+        (
+            TopRates {
+                to: T0,
+                ..ok.clone()
+            },
+            RateError::EmptyWindow,
+        ),
+        (
+            TopRates {
+                to: T0 - 1,
+                ..ok.clone()
+            },
+            RateError::EmptyWindow,
+        ),
+        (
+            TopRates {
+                leaf: Some("counters/in-octets".into()),
+                ..ok.clone()
+            },
+            RateError::Leaf("counters/in-octets".into()),
+        ),
+    ];
+    for (query, expected) in refused {
+        match store.top_rates(&query).await {
+            Err(Error::Rate(e)) => assert_eq!(e, expected, "{query:?}"),
+            other => panic!("{query:?} gave {other:?}"),
+        }
+    }
+}
+
 pub(crate) async fn retention_removes_expired_raw_samples(store: Arc<dyn Store>) {
     let day = 86_400 * 1_000_000_000;
     let p = "/x";
@@ -637,6 +954,41 @@ pub(crate) async fn duplicates_within_a_batch_keep_the_first(store: Arc<dyn Stor
     let points = all_points(&store, "leaf1", "/x").await;
     let values: Vec<&Value> = points.iter().map(|p| &p.value).collect();
     assert_eq!(values, [&Value::Int(1), &Value::Int(3)]);
+}
+
+/// The newest sample wins even when writers store the last value only now and then
+/// (PostgreSQL rewrites it once a minute per series; readers look for newer samples).
+pub(crate) async fn series_show_samples_written_in_quick_succession(store: Arc<dyn Store>) {
+    let second = 1_000_000_000;
+    for i in 0..5 {
+        let batch = [sample(
+            "leaf1",
+            "/c",
+            T0 + i * second,
+            Value::Uint(i as u64),
+        )];
+        store.write_samples(&batch).await.expect("write");
+        let series = store.series(&key("leaf1")).await.expect("series");
+        assert_eq!(series.len(), 1);
+        assert_eq!(
+            (series[0].last_ts, &series[0].last_value),
+            (T0 + i * second, &Value::Uint(i as u64)),
+            "after write {i}"
+        );
+    }
+    // An older sample arriving late changes nothing.
+    let late = [sample("leaf1", "/c", T0 - second, Value::Uint(99))];
+    store.write_samples(&late).await.expect("write");
+    let series = store.series(&key("leaf1")).await.expect("series");
+    assert_eq!(series[0].last_value, Value::Uint(4));
+    // Two minutes later: stored again, and still the newest.
+    let later = [sample("leaf1", "/c", T0 + 120 * second, Value::Uint(7))];
+    store.write_samples(&later).await.expect("write");
+    let series = store.series(&key("leaf1")).await.expect("series");
+    assert_eq!(
+        (series[0].last_ts, &series[0].last_value),
+        (T0 + 120 * second, &Value::Uint(7))
+    );
 }
 
 pub(crate) async fn series_list_their_last_values(store: Arc<dyn Store>) {

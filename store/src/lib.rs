@@ -22,11 +22,13 @@ mod codec;
 mod conformance;
 pub mod maintenance;
 mod postgres;
+pub mod rate;
 mod schema;
 mod sqlite;
 pub mod step;
 
 pub use maintenance::{MaintenanceReport, Retention};
+pub use rate::{RateError, SeriesRate, TopRates};
 pub use step::{Bucket, Stats, StepError};
 
 use std::sync::Arc;
@@ -93,6 +95,9 @@ pub enum Error {
     /// A step query that cannot be answered as asked.
     #[error("{0}")]
     Step(#[from] StepError),
+    /// A rate query that cannot be answered as asked.
+    #[error("{0}")]
+    Rate(#[from] RateError),
     /// An epoch beyond what the database holds (2^63 - 1).
     #[error("epoch {0} is too large")]
     EpochTooLarge(u64),
@@ -360,6 +365,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         step::count(from, to, step)?;
         let points = self.range(device, path, from, to).await?;
         Ok(step::buckets(&points, from, to, step)?)
+    }
+
+    /// The series that grew fastest over `[query.from, query.to]`, of one device or of
+    /// every device, of one leaf or of every leaf: at most `query.limit`, by `per_second`
+    /// descending, then device and canonical path by bytes. Counter semantics are the step
+    /// buckets' (resets, deletes); which series have a rate is told in [`rate`]. Refused
+    /// with [`Error::Rate`] for a limit of 0 or above [`rate::MAX_LIMIT`], `from >= to` or
+    /// a leaf that is no element name.
+    ///
+    /// Reads the samples of the selected series within the window, streamed and counted
+    /// as they arrive. The default fails with [`Error::Unsupported`] (test doubles); both
+    /// adapters implement it.
+    async fn top_rates(&self, query: &TopRates) -> Result<Vec<SeriesRate>> {
+        rate::check(query)?;
+        Err(Error::Unsupported("rate queries"))
     }
 
     /// Prepares time partitions around `now` and drops raw samples older than the

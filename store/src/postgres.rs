@@ -5,8 +5,8 @@
 //! Range bounds apply to the stored values (`from` rounds up, `to` down), and two samples of
 //! one series within the same microsecond are one sample (the second is a duplicate).
 //!
-//! Batches are written with one statement per step over `unnest`ed arrays, so a batch costs
-//! a handful of round trips whatever its size.
+//! Batches are written with one statement per step (samples by binary `COPY`, the rest over
+//! `unnest`ed arrays), so a batch costs a handful of round trips whatever its size.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
@@ -33,6 +33,94 @@ const NS_PER_US: i64 = 1_000;
 
 /// How long to wait for a pooled connection (including the first one) before giving up.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC), the origin of
+/// `timestamptz` in the binary format.
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+/// Inserts a batch's rows, idempotent on (series, ts).
+///
+/// `COPY ... (FORMAT binary)` first: PostgreSQL inserts copied rows in bulk, several
+/// times faster than an `INSERT` of the same rows (docs/PERFORMANCE.md, store ingest).
+/// `COPY` has no `ON CONFLICT`: a batch holding a row already stored (a retried batch,
+/// two collectors during a handoff) fails it on the primary key, and is then inserted
+/// with `ON CONFLICT DO NOTHING`. The `COPY` runs in a savepoint, so its failure leaves
+/// the transaction usable. Returns the rows written.
+async fn insert_rows(tx: &mut PgConnection, rows: &[codec::Row]) -> Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let copied: std::result::Result<u64, sqlx::Error> = async {
+        let mut savepoint = tx.begin().await?;
+        let mut copy = savepoint
+            .copy_in_raw(
+                "COPY samples (series_id, ts, value, value_text) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        copy.send(copy_data(rows)).await?;
+        let written = copy.finish().await?;
+        savepoint.commit().await?;
+        Ok(written)
+    }
+    .await;
+    match copied {
+        Ok(written) => return Ok(written),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNIQUE_VIOLATION) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.series_id).collect();
+    let ts: Vec<DateTime<Utc>> = rows.iter().map(|r| timestamptz(r.ts)).collect();
+    let values: Vec<Option<f64>> = rows.iter().map(|r| r.value).collect();
+    let texts: Vec<Option<&str>> = rows.iter().map(|r| r.text.as_deref()).collect();
+    Ok(sqlx::query(
+        "INSERT INTO samples (series_id, ts, value, value_text) \
+         SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::float8[], $4::text[]) \
+         ON CONFLICT (series_id, ts) DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(&ts)
+    .bind(&values)
+    .bind(&texts)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+/// SQLSTATE of a unique (primary key) violation.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Rows in `COPY`'s binary format: header, one tuple per row (series id, timestamp in
+/// microseconds since 2000-01-01, value, text, NULL as length -1), trailer.
+fn copy_data(rows: &[codec::Row]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19 + rows.len() * 48 + 2);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes()); // flags
+    out.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+    for r in rows {
+        out.extend_from_slice(&4i16.to_be_bytes());
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&r.series_id.to_be_bytes());
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&(r.ts - PG_EPOCH_US).to_be_bytes());
+        match r.value {
+            Some(v) => {
+                out.extend_from_slice(&8i32.to_be_bytes());
+                out.extend_from_slice(&v.to_bits().to_be_bytes());
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+        match &r.text {
+            // Texts are bounded far below 2 GiB by the batch limits.
+            Some(t) => {
+                out.extend_from_slice(&(t.len() as i32).to_be_bytes());
+                out.extend_from_slice(t.as_bytes());
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
+}
 
 /// Connects a pool to the server named by `url`.
 ///
@@ -121,7 +209,17 @@ fn from_timestamptz(ts: DateTime<Utc>) -> Result<TimestampNs> {
 pub(crate) struct PgStore {
     pool: PgPool,
     ids: IdCache,
+    /// Per series, the timestamp (µs) this process last wrote into `series.last_ts`
+    /// (see [`LAST_VALUE_REFRESH_US`]).
+    last_written: std::sync::Mutex<HashMap<i64, i64>>,
 }
+
+/// A series' stored last value is rewritten only when a sample is at least this much
+/// newer than the one it holds (from this process's point of view): rewriting it for
+/// every sample was 40 % of the time of a batch (docs/PERFORMANCE.md, store ingest).
+/// Readers take the newest sample after the stored one ([`PgStore::series`]), so what
+/// they see is exact; this only bounds how many samples they look through.
+const LAST_VALUE_REFRESH_US: i64 = 60_000_000;
 
 impl PgStore {
     /// Connects and migrates (or checks) the schema; see [`crate::open`].
@@ -135,6 +233,7 @@ impl PgStore {
         Ok(Self {
             pool,
             ids: IdCache::default(),
+            last_written: std::sync::Mutex::default(),
         })
     }
 }
@@ -372,41 +471,42 @@ impl Store for PgStore {
         }
         let fenced = rows.drop_devices(&stale);
 
-        let ids: Vec<i64> = rows.rows.iter().map(|r| r.series_id).collect();
-        let ts: Vec<DateTime<Utc>> = rows.rows.iter().map(|r| timestamptz(r.ts)).collect();
-        let values: Vec<Option<f64>> = rows.rows.iter().map(|r| r.value).collect();
-        let texts: Vec<Option<&str>> = rows.rows.iter().map(|r| r.text.as_deref()).collect();
-        let written = sqlx::query(
-            "INSERT INTO samples (series_id, ts, value, value_text) \
-             SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::float8[], $4::text[]) \
-             ON CONFLICT (series_id, ts) DO NOTHING",
-        )
-        .bind(&ids)
-        .bind(&ts)
-        .bind(&values)
-        .bind(&texts)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let written = insert_rows(&mut tx, &rows.rows).await?;
 
-        let newest = rows.newest_per_series();
+        let newest: Vec<&codec::Row> = {
+            let written = self
+                .last_written
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            rows.newest_per_series()
+                .into_iter()
+                .filter(|r| {
+                    written
+                        .get(&r.series_id)
+                        .is_none_or(|&last| r.ts - last >= LAST_VALUE_REFRESH_US)
+                })
+                .collect()
+        };
         let ids: Vec<i64> = newest.iter().map(|r| r.series_id).collect();
         let ts: Vec<DateTime<Utc>> = newest.iter().map(|r| timestamptz(r.ts)).collect();
         let values: Vec<Option<f64>> = newest.iter().map(|r| r.value).collect();
         let texts: Vec<Option<&str>> = newest.iter().map(|r| r.text.as_deref()).collect();
-        sqlx::query(
-            "UPDATE series AS s \
-             SET last_ts = u.ts, last_value = u.value, last_value_text = u.value_text \
-             FROM unnest($1::bigint[], $2::timestamptz[], $3::float8[], $4::text[]) \
-               AS u (id, ts, value, value_text) \
-             WHERE s.id = u.id AND (s.last_ts IS NULL OR s.last_ts < u.ts)",
-        )
-        .bind(&ids)
-        .bind(&ts)
-        .bind(&values)
-        .bind(&texts)
-        .execute(&mut *tx)
-        .await?;
+        if !newest.is_empty() {
+            sqlx::query(
+                "UPDATE series AS s \
+                 SET last_ts = u.ts, last_value = u.value, last_value_text = u.value_text \
+                 FROM unnest($1::bigint[], $2::timestamptz[], $3::float8[], $4::text[]) \
+                   AS u (id, ts, value, value_text) \
+                 WHERE s.id = u.id AND (s.last_ts IS NULL OR s.last_ts < u.ts)",
+            )
+            .bind(&ids)
+            .bind(&ts)
+            .bind(&values)
+            .bind(&texts)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let refreshed: Vec<(i64, i64)> = newest.iter().map(|r| (r.series_id, r.ts)).collect();
 
         let (ids, ts): (Vec<i64>, Vec<DateTime<Utc>>) = rows
             .newest_per_device()
@@ -424,6 +524,16 @@ impl Store for PgStore {
         .await?;
         tx.commit().await?;
 
+        {
+            let mut written = self
+                .last_written
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (id, ts) in refreshed {
+                let last = written.entry(id).or_insert(ts);
+                *last = (*last).max(ts);
+            }
+        }
         self.ids
             .remember_resolved(&batch.series, &known, &device_ids, &series_ids);
         Ok(batch.report(admitted, written, fenced, &device_ids, &stale))
@@ -488,9 +598,20 @@ impl Store for PgStore {
     async fn series(&self, device: &DeviceKey) -> Result<Vec<SeriesSummary>> {
         let rows: Vec<(String, String, DateTime<Utc>, Option<f64>, Option<String>)> =
             sqlx::query_as(
-                "SELECT s.path, s.kind, s.last_ts, s.last_value, s.last_value_text \
+                // The stored last value, or a newer sample: writers refresh the stored
+                // one only now and then (LAST_VALUE_REFRESH_US). The lateral search is
+                // bounded below by the stored timestamp, so it reads only recent rows
+                // (and recent partitions).
+                "SELECT s.path, s.kind, \
+                   COALESCE(n.ts, s.last_ts), \
+                   CASE WHEN n.ts IS NULL THEN s.last_value ELSE n.value END, \
+                   CASE WHEN n.ts IS NULL THEN s.last_value_text ELSE n.value_text END \
                  FROM series s JOIN devices d ON d.id = s.device_id \
-                 WHERE d.name = $1 AND s.last_ts IS NOT NULL \
+                 LEFT JOIN LATERAL ( \
+                   SELECT x.ts, x.value, x.value_text FROM samples x \
+                   WHERE x.series_id = s.id AND (s.last_ts IS NULL OR x.ts > s.last_ts) \
+                   ORDER BY x.ts DESC LIMIT 1) n ON true \
+                 WHERE d.name = $1 AND (s.last_ts IS NOT NULL OR n.ts IS NOT NULL) \
                  ORDER BY s.path COLLATE \"C\"",
             )
             .bind(device.as_str())
@@ -550,6 +671,74 @@ impl Store for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn top_rates(&self, query: &crate::TopRates) -> Result<Vec<crate::SeriesRate>> {
+        use futures::TryStreamExt as _;
+        crate::rate::check(query)?;
+        // Bounds on the stored microseconds, as in `range`.
+        let from_us = to_us(query.from) + i64::from(query.from.rem_euclid(NS_PER_US) != 0);
+        let to_us = to_us(query.to);
+        if from_us > to_us {
+            return Ok(Vec::new());
+        }
+        // The leaf is matched on the path string (the path ends with `/<leaf>`, or the leaf
+        // element has keys: `/<leaf>[`); `Ranking` confirms on the parsed path. One
+        // statement per case rather than `$1 IS NULL OR ...`, so that a device's query
+        // always plans on the (device_id, path) index.
+        let leaf = query.leaf.as_deref();
+        let series: Vec<(i64, String, String, String)> = match &query.device {
+            Some(device) => {
+                sqlx::query_as(
+                    "SELECT s.id, d.name, s.path, s.kind \
+                     FROM series s JOIN devices d ON d.id = s.device_id \
+                     WHERE d.name = $1 AND s.kind IN ('int', 'uint', 'float') \
+                       AND ($2::text IS NULL \
+                            OR right(s.path, length($2::text) + 1) = ('/' || $2::text) \
+                            OR strpos(s.path, '/' || $2::text || '[') > 0)",
+                )
+                .bind(device.as_str())
+                .bind(leaf)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(
+                    "SELECT s.id, d.name, s.path, s.kind \
+                     FROM series s JOIN devices d ON d.id = s.device_id \
+                     WHERE s.kind IN ('int', 'uint', 'float') \
+                       AND ($1::text IS NULL \
+                            OR right(s.path, length($1::text) + 1) = ('/' || $1::text) \
+                            OR strpos(s.path, '/' || $1::text || '[') > 0)",
+                )
+                .bind(leaf)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        let mut ranking = crate::rate::Ranking::new(query);
+        for (id, device, path, kind) in series {
+            ranking.series(id, device, path, &kind)?;
+        }
+        let ids = ranking.ids();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Streamed: memory holds one count per series, not the window's samples. The time
+        // range prunes the day partitions; each series is read on its primary key.
+        let mut rows = sqlx::query_as::<_, (i64, DateTime<Utc>, Option<f64>, Option<String>)>(
+            "SELECT series_id, ts, value, value_text FROM samples \
+             WHERE series_id = ANY($1::bigint[]) AND ts >= $2 AND ts <= $3 \
+             ORDER BY series_id, ts",
+        )
+        .bind(&ids)
+        .bind(timestamptz(from_us))
+        .bind(timestamptz(to_us))
+        .fetch(&self.pool);
+        while let Some((id, ts, value, text)) = rows.try_next().await? {
+            ranking.sample(id, from_timestamptz(ts)?, value, text)?;
+        }
+        ranking.finish()
     }
 
     async fn ping(&self) -> Result<()> {

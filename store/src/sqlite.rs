@@ -484,6 +484,73 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn top_rates(&self, query: &crate::TopRates) -> Result<Vec<crate::SeriesRate>> {
+        use futures::TryStreamExt as _;
+        crate::rate::check(query)?;
+        // The leaf is matched on the path string (the path ends with `/<leaf>`, or the leaf
+        // element has keys: `/<leaf>[`); `Ranking` confirms on the parsed path. One
+        // statement per case, so that a device's query always uses the (device_id, path)
+        // index.
+        let leaf = query.leaf.as_deref();
+        let series: Vec<(i64, String, String, String)> = match &query.device {
+            Some(device) => {
+                sqlx::query_as(
+                    "SELECT s.id, d.name, s.path, s.kind \
+                     FROM series s JOIN devices d ON d.id = s.device_id \
+                     WHERE d.name = ?1 AND s.kind IN ('int', 'uint', 'float') \
+                       AND (?2 IS NULL \
+                            OR substr(s.path, -(length(?2) + 1)) = ('/' || ?2) \
+                            OR instr(s.path, '/' || ?2 || '[') > 0)",
+                )
+                .bind(device.as_str())
+                .bind(leaf)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(
+                    "SELECT s.id, d.name, s.path, s.kind \
+                     FROM series s JOIN devices d ON d.id = s.device_id \
+                     WHERE s.kind IN ('int', 'uint', 'float') \
+                       AND (?1 IS NULL \
+                            OR substr(s.path, -(length(?1) + 1)) = ('/' || ?1) \
+                            OR instr(s.path, '/' || ?1 || '[') > 0)",
+                )
+                .bind(leaf)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        let mut ranking = crate::rate::Ranking::new(query);
+        for (id, device, path, kind) in series {
+            ranking.series(id, device, path, &kind)?;
+        }
+        let ids = ranking.ids();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The ids as one JSON array parameter (SQLite has no arrays). Streamed: memory holds
+        // one count per series, not the window's samples; each series is read on its
+        // primary key.
+        let ids = format!(
+            "[{}]",
+            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+        );
+        let mut rows = sqlx::query_as::<_, (i64, i64, Option<f64>, Option<String>)>(
+            "SELECT series_id, ts, value, value_text FROM samples \
+             WHERE series_id IN (SELECT value FROM json_each(?1)) AND ts >= ?2 AND ts <= ?3 \
+             ORDER BY series_id, ts",
+        )
+        .bind(ids)
+        .bind(query.from)
+        .bind(query.to)
+        .fetch(&self.pool);
+        while let Some((id, ts, value, text)) = rows.try_next().await? {
+            ranking.sample(id, ts, value, text)?;
+        }
+        ranking.finish()
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

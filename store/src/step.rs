@@ -88,6 +88,35 @@ fn numeric(value: &Value) -> Option<f64> {
     }
 }
 
+/// A counter followed sample by sample, oldest first: the increase each numeric sample
+/// adds (see the module documentation). [`buckets`] and the rate query
+/// ([`crate::rate`]) both count through it, so they agree on resets and deletes.
+#[derive(Debug, Clone, Default)]
+pub struct Increase {
+    previous: Option<f64>,
+}
+
+impl Increase {
+    /// The next sample's numeric value and what the counter grew by since the previous
+    /// numeric sample (0 for the first one, or the first after a delete); `None` for a
+    /// sample without a number, which a delete also makes break the chain.
+    pub fn next(&mut self, value: &Value) -> Option<(f64, f64)> {
+        let Some(v) = numeric(value) else {
+            if value.is_deleted() {
+                self.previous = None;
+            }
+            return None;
+        };
+        let increase = match self.previous {
+            Some(p) if v >= p => v - p,
+            Some(_) => v,
+            None => 0.0,
+        };
+        self.previous = Some(v);
+        Some((v, increase))
+    }
+}
+
 /// `points` (oldest first, within `[from, to]`) in buckets of `step` from `from`.
 pub fn buckets(
     points: &[Point],
@@ -102,23 +131,14 @@ pub fn buckets(
             stats: None,
         })
         .collect();
-    let mut previous: Option<f64> = None;
+    let mut counter = Increase::default();
     for point in points {
         if point.ts < from || point.ts > to {
             continue;
         }
-        let Some(v) = numeric(&point.value) else {
-            if point.value.is_deleted() {
-                previous = None;
-            }
+        let Some((v, increase)) = counter.next(&point.value) else {
             continue;
         };
-        let increase = match previous {
-            Some(p) if v >= p => v - p,
-            Some(_) => v,
-            None => 0.0,
-        };
-        previous = Some(v);
         let i = usize::try_from((point.ts - from) / step).unwrap_or(0);
         let Some(bucket) = out.get_mut(i) else {
             continue;

@@ -5,7 +5,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use chrono::{DateTime, SecondsFormat, Utc};
 use model::{DeviceKey, Path, TimestampNs, Value};
 use serde::{Deserialize, Serialize};
-use store::{DeviceSummary, SeriesSummary};
+use store::{DeviceSummary, SeriesRate, SeriesSummary, TopRates};
 
 use crate::AppState;
 use crate::error::{Error, Result};
@@ -13,6 +13,15 @@ use crate::health::HealthJson;
 
 /// Default span of a series query without `from`.
 const DEFAULT_SPAN_NS: i64 = 3600 * 1_000_000_000;
+
+/// Window of a rate ranking without `window`.
+const DEFAULT_TOP_WINDOW: &str = "5m";
+
+/// Longest window of a rate ranking: it reads every sample of the window.
+const MAX_TOP_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Series in a rate ranking without `limit`.
+const DEFAULT_TOP_LIMIT: usize = 10;
 
 /// RFC 3339 with nanoseconds, UTC.
 pub fn rfc3339(ts: TimestampNs) -> String {
@@ -201,6 +210,97 @@ pub async fn series(
         "from": rfc3339(from),
         "to": rfc3339(to),
         "points": points,
+    })))
+}
+
+/// Query of `GET /api/v1/top`.
+#[derive(Debug, Deserialize)]
+pub struct TopQuery {
+    leaf: Option<String>,
+    window: Option<String>,
+    limit: Option<String>,
+    device: Option<String>,
+}
+
+/// A ranked series.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateJson {
+    device: String,
+    path: String,
+    per_second: f64,
+    increase: f64,
+    samples: u32,
+}
+
+impl From<&SeriesRate> for RateJson {
+    fn from(r: &SeriesRate) -> Self {
+        Self {
+            device: r.device.to_string(),
+            path: r.path.to_string(),
+            per_second: r.per_second,
+            increase: r.increase,
+            samples: r.samples,
+        }
+    }
+}
+
+/// `GET /api/v1/top?leaf=in-octets&window=5m&limit=10[&device=NAME]`
+///
+/// The series that grew fastest over the last `window` (a duration such as `5m`, at most
+/// `24h`; default 5m), of one device or of every device, of one leaf (last path element
+/// name) or of every leaf: at most `limit` (1 to 1000, default 10), fastest first, each
+/// `{device, path, perSecond, increase, samples}`. Counter resets count as in the step
+/// buckets of the series endpoint; series with fewer than two numeric samples in the
+/// window, and text and boolean series, are left out.
+pub async fn top(
+    State(state): State<AppState>,
+    Query(q): Query<TopQuery>,
+) -> Result<Json<serde_json::Value>> {
+    let window = q.window.as_deref().unwrap_or(DEFAULT_TOP_WINDOW);
+    let window =
+        crds::parse_duration(window).map_err(|e| Error::BadRequest(format!("window: {e}")))?;
+    if window.is_zero() {
+        return Err(Error::BadRequest("the window must be positive".into()));
+    }
+    if window > MAX_TOP_WINDOW {
+        return Err(Error::BadRequest(format!(
+            "window {:?} is too long; at most 24h",
+            q.window.unwrap_or_default()
+        )));
+    }
+    let window = i64::try_from(window.as_nanos())
+        .map_err(|_| Error::BadRequest("window too long".into()))?;
+    let limit = match q.limit.as_deref() {
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| Error::BadRequest(format!("limit={s:?} is not a whole number")))?,
+        None => DEFAULT_TOP_LIMIT,
+    };
+    let device = q.device.as_deref().map(device_key).transpose()?;
+    let to = crate::now_ns();
+    let query = TopRates {
+        device,
+        leaf: q.leaf,
+        from: to - window,
+        to,
+        limit,
+    };
+    store::rate::check(&query).map_err(|e| Error::BadRequest(e.to_string()))?;
+    if let Some(key) = &query.device
+        && state.store.device(key).await?.is_none()
+    {
+        return Err(Error::UnknownDevice(key.to_string()));
+    }
+    let rates = state.store.top_rates(&query).await?;
+    let series: Vec<RateJson> = rates.iter().map(RateJson::from).collect();
+    Ok(Json(serde_json::json!({
+        "device": query.device.as_ref().map(DeviceKey::as_str),
+        "leaf": query.leaf,
+        "from": rfc3339(query.from),
+        "to": rfc3339(query.to),
+        "window": step_text(window),
+        "series": series,
     })))
 }
 

@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices", get(api::devices))
         .route("/api/v1/devices/{name}", get(api::device))
         .route("/api/v1/devices/{name}/series", get(api::series))
+        .route("/api/v1/top", get(api::top))
         .route("/assets/app.css", get(css))
         .route("/assets/live.js", get(js))
         .route("/assets/favicon.svg", get(favicon))

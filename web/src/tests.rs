@@ -394,3 +394,100 @@ async fn an_old_health_report_shows_its_age() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn top_endpoint_ranks_series_and_refuses_bad_input() {
+    let f = fixture().await;
+    // leaf2 grows 3 MB/s on Ethernet1, faster than leaf1's 1 MB/s in and 0.5 MB/s out.
+    let leaf2 = DeviceKey::new("leaf2").unwrap();
+    let now = now_ns();
+    let samples: Vec<Sample> = (0..3i64)
+        .map(|i| Sample {
+            device: leaf2.clone(),
+            path: counter("Ethernet1", "in-octets").into(),
+            ts: now - (2 - i) * 10_000_000_000,
+            value: Value::Uint(i as u64 * 30_000_000),
+        })
+        .collect();
+    f.state.store.write_samples(&samples).await.unwrap();
+    let ranked = |json: &serde_json::Value| -> Vec<(String, String, f64)> {
+        json["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let path = s["path"].as_str().unwrap();
+                let leaf = path.rsplit('/').next().unwrap().to_owned();
+                let device = s["device"].as_str().unwrap().to_owned();
+                (device, leaf, s["perSecond"].as_f64().unwrap())
+            })
+            .collect()
+    };
+
+    let (status, body) = get(&f.state, "/api/v1/top").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["window"], "300s", "5 minutes by default: {body}");
+    assert_eq!(json["leaf"], serde_json::Value::Null);
+    assert_eq!(
+        ranked(&json),
+        [
+            ("leaf2".into(), "in-octets".into(), 3_000_000.0),
+            ("leaf1".into(), "in-octets".into(), 1_000_000.0),
+            ("leaf1".into(), "out-octets".into(), 500_000.0),
+        ]
+    );
+
+    let (status, body) = get(&f.state, "/api/v1/top?leaf=in-octets&limit=1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        ranked(&json),
+        [("leaf2".into(), "in-octets".into(), 3_000_000.0)]
+    );
+
+    let (status, body) = get(
+        &f.state,
+        "/api/v1/top?leaf=in-octets&window=1m&device=leaf1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["window"], "60s");
+    assert_eq!(json["device"], "leaf1");
+    assert_eq!(
+        json["series"],
+        serde_json::json!([{
+            "device": "leaf1",
+            "path": "/interfaces/interface[name=Ethernet1]/state/counters/in-octets",
+            "perSecond": 1_000_000.0,
+            "increase": 18_000_000.0,
+            "samples": 10,
+        }])
+    );
+
+    // Samples are 2 s apart or more: no 1 s window holds two of one series.
+    let (status, body) = get(&f.state, "/api/v1/top?window=1s").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["series"], serde_json::json!([]), "{body}");
+
+    for (query, message) in [
+        ("window=0s", "the window must be positive"),
+        ("window=soon", "window: "),
+        ("window=2d", "at most 24h"),
+        ("limit=0", "the limit must be at least 1"),
+        ("limit=1001", "limit 1001 is too large; at most 1000"),
+        ("limit=ten", r#"limit=\"ten\" is not a whole number"#),
+        ("leaf=counters/in-octets", "is not a path element name"),
+        ("leaf=", "is not a path element name"),
+    ] {
+        let (status, body) = get(&f.state, &format!("/api/v1/top?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(body.contains(message), "{query}: {body}");
+    }
+    for device in ["nope", "Not%20A%20Name"] {
+        let (status, body) = get(&f.state, &format!("/api/v1/top?device={device}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{device}: {body}");
+    }
+}
