@@ -6,9 +6,13 @@
 //! zero: a chart draws a hole there.
 //!
 //! `increase` is what a counter grew by within the bucket: the sum of the differences
-//! between consecutive samples, where a drop is a counter reset (the device restarted
-//! or the counter wrapped) and the new value itself is the increase since the reset, as
-//! Prometheus counts it. The difference from the last sample before a bucket to its first
+//! between consecutive samples. A drop from the top sixteenth of the 32-bit or the 64-bit
+//! range to the bottom sixteenth is the counter wrapping: the increase is what it took to
+//! reach 2^32 (2^64) plus the new value. Any other drop is a counter reset (the device
+//! restarted) and the new value itself is the increase since the reset, as Prometheus
+//! counts it. (A 64-bit counter that restarts while in the top sixteenth of the 32-bit
+//! range is taken for a wrap: counting up to 2^28 too much once, instead of losing up to
+//! 2^32 on every wrap of a 32-bit counter.) The difference from the last sample before a bucket to its first
 //! belongs to that bucket; the first sample of the range has nothing before it.
 
 use model::{TimestampNs, Value};
@@ -109,12 +113,21 @@ impl Increase {
         };
         let increase = match self.previous {
             Some(p) if v >= p => v - p,
-            Some(_) => v,
+            Some(p) => wrapped(p, v).unwrap_or(v),
             None => 0.0,
         };
         self.previous = Some(v);
         Some((v, increase))
     }
+}
+
+/// The increase across a counter wrap from `p` down to `v`, if the drop is one.
+fn wrapped(p: f64, v: f64) -> Option<f64> {
+    const RANGES: [f64; 2] = [4_294_967_296.0, 18_446_744_073_709_551_616.0];
+    RANGES.into_iter().find_map(|range| {
+        let sixteenth = range / 16.0;
+        (p < range && p >= range - sixteenth && v < sixteenth).then(|| range - p + v)
+    })
 }
 
 /// `points` (oldest first, within `[from, to]`) in buckets of `step` from `from`.
@@ -209,6 +222,26 @@ mod tests {
         );
         // The growth across the gap belongs to the bucket that sees it.
         assert_eq!(b[2].stats.as_ref().map(|s| s.increase), Some(20.0));
+    }
+
+    #[test]
+    fn a_drop_from_the_top_of_the_32_or_64_bit_range_is_a_wrap() {
+        let mut c = Increase::default();
+        let mut next = |v: f64| c.next(&Value::Float(v)).map(|(_, i)| i);
+        assert_eq!(next(4_294_967_000.0), Some(0.0));
+        // 296 to reach 2^32, then 500.
+        assert_eq!(next(500.0), Some(796.0));
+        assert_eq!(next(1_500.0), Some(1_000.0));
+        // From below the top sixteenth: a reset, the new value is the increase.
+        assert_eq!(next(4_000_000_000.0), Some(3_999_998_500.0));
+        assert_eq!(next(100.0), Some(100.0));
+        // To above the bottom sixteenth: a reset too.
+        assert_eq!(next(4_294_967_000.0), Some(4_294_966_900.0));
+        assert_eq!(next(300_000_000.0), Some(300_000_000.0));
+        // 64-bit.
+        let top = 18_446_744_073_709_551_616.0 - 8_192.0;
+        assert_eq!(next(top), Some(top - 300_000_000.0));
+        assert_eq!(next(4_096.0), Some(12_288.0));
     }
 
     #[test]
