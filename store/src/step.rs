@@ -126,7 +126,7 @@ fn wrapped(p: f64, v: f64) -> Option<f64> {
     const RANGES: [f64; 2] = [4_294_967_296.0, 18_446_744_073_709_551_616.0];
     RANGES.into_iter().find_map(|range| {
         let sixteenth = range / 16.0;
-        (p < range && p >= range - sixteenth && v < sixteenth).then(|| range - p + v)
+        (p < range && p >= range - sixteenth && v < sixteenth).then_some(range - p + v)
     })
 }
 
