@@ -82,9 +82,14 @@ pub struct StorageArgs {
     #[arg(long, env = "NETPULSE_RETENTION_RAW", default_value = "7d", value_parser = parse_retention)]
     pub retention_raw: std::time::Duration,
 
-    /// How often the maintenance task runs (partitions ahead, retention).
+    /// How often the maintenance task runs (partitions ahead, retention, compression).
     #[arg(long, env = "NETPULSE_MAINTENANCE_INTERVAL", default_value = "10m", value_parser = parse_retention)]
     pub maintenance_interval: std::time::Duration,
+
+    /// Age after which numeric samples are packed into compressed blocks, one per series
+    /// and hour (PostgreSQL only); `0s` turns compression off.
+    #[arg(long, env = "NETPULSE_COMPRESS_AFTER", default_value = "2h", value_parser = parse_age)]
+    pub compress_after: std::time::Duration,
 }
 
 impl StorageArgs {
@@ -92,9 +97,14 @@ impl StorageArgs {
     pub fn retention(&self) -> store::Retention {
         store::Retention {
             raw: self.retention_raw,
+            compress_after: (!self.compress_after.is_zero()).then_some(self.compress_after),
             ..store::Retention::default()
         }
     }
+}
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    crds::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn parse_retention(s: &str) -> Result<std::time::Duration, String> {

@@ -519,3 +519,88 @@ impl Rng {
         (low.ln() + self.f64() * (high.ln() - low.ln())).exp()
     }
 }
+
+/// Settings of `netpulse-bench blocks-on-disk`.
+#[derive(Debug)]
+pub struct OnDisk {
+    pub database_url: String,
+    pub devices: usize,
+    pub hours: u64,
+    pub seed: u64,
+}
+
+/// Writes `hours` of the simulated fleet (10 s, µs timestamps up to 3 ms late) through
+/// the real store into PostgreSQL, measures the raw table, lets maintenance compress
+/// every whole hour, and measures the blocks table: bytes per sample on disk, tables,
+/// indexes and TOAST included (`pg_total_relation_size`).
+pub async fn on_disk(cfg: &OnDisk) -> anyhow::Result<()> {
+    use model::{DeviceKey, Path, Sample, Value};
+    use std::sync::Arc;
+    let store = store::open(&cfg.database_url, true).await?;
+    let regime = REGIMES[2];
+    let ticks = usize::try_from(cfg.hours * 360)?;
+    let mut written = 0u64;
+    let mut last_ts = 0;
+    let paths: Vec<Arc<Path>> = (0..SERIES_PER_DEVICE)
+        .map(|k| format!("/bench/series[id={k}]").parse().map(Arc::new))
+        .collect::<Result<_, _>>()?;
+    for d in 0..cfg.devices {
+        let device = Device::new(cfg.seed, d);
+        let key = DeviceKey::new(format!("dev-{d:05}"))?;
+        let mut noise = Rng::new(cfg.seed ^ 0x5eed ^ d as u64);
+        let instants = device_instants(&mut noise, regime, ticks, 10);
+        let mut batch = Vec::new();
+        for (k, (_, points)) in device
+            .series(&instants, regime.floor_ns)
+            .into_iter()
+            .enumerate()
+        {
+            for (ts, v) in points {
+                last_ts = last_ts.max(ts);
+                batch.push(Sample {
+                    device: key.clone(),
+                    path: paths[k].clone(),
+                    ts,
+                    value: Value::Float(v),
+                });
+            }
+        }
+        for chunk in batch.chunks(5_000) {
+            written += store.write_samples(chunk).await?.written;
+        }
+        eprintln!("  device {}/{} written", d + 1, cfg.devices);
+    }
+    let pool = sqlx::PgPool::connect(&cfg.database_url).await?;
+    let size = |sql: &'static str| {
+        let pool = pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await }
+    };
+    const RAW: &str = "SELECT COALESCE(sum(pg_total_relation_size(i.inhrelid)), 0)::bigint \
+                       FROM pg_inherits i WHERE i.inhparent = 'samples'::regclass";
+    let raw_before = size(RAW).await?;
+    // Every hour up to the last sample is past the 2 h compression age here.
+    let now = last_ts + 3 * 3_600 * NS_PER_S;
+    let mut report = store::MaintenanceReport::default();
+    loop {
+        let r = store.maintain(now, &store::Retention::default()).await?;
+        report.compressed_samples += r.compressed_samples;
+        if r.compressed_hours == 0 {
+            break;
+        }
+        report.compressed_hours += r.compressed_hours;
+    }
+    let raw_after = size(RAW).await?;
+    let blocks = size("SELECT pg_total_relation_size('sample_blocks')::bigint").await?;
+    let packed = report.compressed_samples.max(1) as f64;
+    println!(
+        "blocks_on_disk devices={} hours={} samples={written} raw_bytes={raw_before} \
+         raw_bytes_per_sample={:.2} compressed_samples={} block_bytes={blocks} \
+         block_bytes_per_sample={:.2} raw_left_bytes={raw_after}",
+        cfg.devices,
+        cfg.hours,
+        raw_before as f64 / written.max(1) as f64,
+        report.compressed_samples,
+        blocks as f64 / packed,
+    );
+    Ok(())
+}

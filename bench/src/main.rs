@@ -115,6 +115,21 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Bytes per sample on disk in PostgreSQL, raw and compressed (see blocks.rs).
+    BlocksOnDisk {
+        /// Database to write to (migrated first; use a throwaway one).
+        #[arg(long)]
+        database_url: String,
+        /// Simulated devices (116 series each).
+        #[arg(long, default_value_t = 20)]
+        devices: usize,
+        /// Hours of 10 s samples.
+        #[arg(long, default_value_t = 4)]
+        hours: u64,
+        /// Seed of the simulated fleet.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// Time protobuf decoding of real Subscribe responses of one simulated device.
     Decode {
         /// Devices file written by `netpulse simulate --write-devices`.
@@ -624,6 +639,17 @@ fn main() -> anyhow::Result<()> {
             interval_s: interval,
             seed,
         }),
+        Command::BlocksOnDisk {
+            database_url,
+            devices,
+            hours,
+            seed,
+        } => runtime.block_on(blocks::on_disk(&blocks::OnDisk {
+            database_url,
+            devices,
+            hours,
+            seed,
+        })),
         Command::Ingest {
             database_url,
             devices,

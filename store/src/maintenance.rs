@@ -28,19 +28,36 @@ pub struct Retention {
     pub raw: Duration,
     /// Days prepared ahead of now (besides today and yesterday).
     pub days_ahead: u32,
+    /// Numeric samples older than this are packed into compressed blocks, one per series
+    /// and hour (PostgreSQL; see `store::block`). `None`: never.
+    pub compress_after: Option<Duration>,
 }
 
 impl Default for Retention {
-    /// Raw samples 7 days, partitions prepared 2 days ahead.
+    /// Raw samples 7 days, partitions prepared 2 days ahead, compressed after 2 hours.
     fn default() -> Self {
         Self {
             raw: Duration::from_secs(7 * 86_400),
             days_ahead: 2,
+            compress_after: Some(Duration::from_secs(2 * 3600)),
         }
     }
 }
 
+/// One hour, the span of a compressed block.
+pub const HOUR_NS: i64 = 3_600 * 1_000_000_000;
+
+/// Most hours one maintenance run compresses (a long-stopped maintenance catches up over
+/// several runs instead of holding the lock for hours).
+pub const MAX_HOURS_PER_RUN: i64 = 48;
+
 impl Retention {
+    /// The end (exclusive) of the hours that may be compressed at `now`, if any.
+    pub fn compress_before(&self, now: TimestampNs) -> Option<TimestampNs> {
+        let after = i64::try_from(self.compress_after?.as_nanos()).unwrap_or(i64::MAX);
+        Some(now.saturating_sub(after).div_euclid(HOUR_NS) * HOUR_NS)
+    }
+
     /// The oldest timestamp kept at `now`.
     pub fn cutoff(&self, now: TimestampNs) -> TimestampNs {
         now.saturating_sub(i64::try_from(self.raw.as_nanos()).unwrap_or(i64::MAX))
@@ -60,6 +77,10 @@ pub struct MaintenanceReport {
     pub moved: u64,
     /// Expired rows deleted one by one (SQLite; PostgreSQL's default partition).
     pub deleted: u64,
+    /// Hours whose numeric samples were packed into blocks.
+    pub compressed_hours: u64,
+    /// Samples packed into blocks (and removed from the raw table).
+    pub compressed_samples: u64,
 }
 
 /// The UTC day (days since the epoch) holding `ts`.
@@ -142,6 +163,7 @@ mod tests {
         let short = Retention {
             raw: Duration::from_secs(3600),
             days_ahead: 0,
+            compress_after: None,
         };
         assert_eq!(
             days_wanted(NOON, &short),

@@ -663,14 +663,29 @@ impl Store for PgStore {
         .bind(timestamptz(to_us))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
+        let mut points: Vec<Point> = rows
+            .into_iter()
             .map(|(ts, value, text)| {
                 Ok(Point {
                     ts: from_timestamptz(ts)?,
                     value: codec::decode(kind, value, text)?,
                 })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        let packed = block_points(&self.pool, series_id, from_us, to_us).await?;
+        if !packed.is_empty() {
+            for (ts, value) in packed {
+                points.push(Point {
+                    ts,
+                    value: codec::decode(kind, Some(value), None)?,
+                });
+            }
+            // A stable sort keeps raw rows first among equal timestamps: a sample
+            // written again after its hour was compressed is one point, not two.
+            points.sort_by_key(|p| p.ts);
+            points.dedup_by_key(|p| p.ts);
+        }
+        Ok(points)
     }
 
     async fn top_rates(&self, query: &crate::TopRates) -> Result<Vec<crate::SeriesRate>> {
@@ -724,6 +739,19 @@ impl Store for PgStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        // Both streams ordered by series: each series' blocks are decoded when the merge
+        // reaches it and merged with its raw rows by time (a raw row wins over a block
+        // point of the same instant, as in `range`). Memory holds one series' blocks.
+        let (from_ns, to_ns) = (from_us * NS_PER_US, to_us * NS_PER_US);
+        let mut blocks = sqlx::query_as::<_, (i64, Vec<u8>)>(
+            "SELECT series_id, data FROM sample_blocks \
+             WHERE series_id = ANY($1::bigint[]) AND first_ts <= $3 AND last_ts >= $2 \
+             ORDER BY series_id, first_ts",
+        )
+        .bind(&ids)
+        .bind(timestamptz(from_us))
+        .bind(timestamptz(to_us))
+        .fetch(&self.pool);
         // Streamed: memory holds one count per series, not the window's samples. The time
         // range prunes the day partitions; each series is read on its primary key.
         let mut rows = sqlx::query_as::<_, (i64, DateTime<Utc>, Option<f64>, Option<String>)>(
@@ -735,8 +763,40 @@ impl Store for PgStore {
         .bind(timestamptz(from_us))
         .bind(timestamptz(to_us))
         .fetch(&self.pool);
-        while let Some((id, ts, value, text)) = rows.try_next().await? {
-            ranking.sample(id, from_timestamptz(ts)?, value, text)?;
+        let mut next_block = blocks.try_next().await?;
+        let mut next_row = rows.try_next().await?;
+        loop {
+            let id = match (&next_block, &next_row) {
+                (None, None) => break,
+                (Some((b, _)), None) => *b,
+                (None, Some((r, ..))) => *r,
+                (Some((b, _)), Some((r, ..))) => (*b).min(*r),
+            };
+            let mut packed: Vec<(TimestampNs, f64)> = Vec::new();
+            while let Some((_, data)) = next_block.take_if(|(b, _)| *b == id) {
+                let points = crate::block::decode(&data)
+                    .map_err(|e| Error::Corrupt(format!("block of series {id}: {e}")))?;
+                packed.extend(
+                    points
+                        .into_iter()
+                        .filter(|(ts, _)| *ts >= from_ns && *ts <= to_ns),
+                );
+                next_block = blocks.try_next().await?;
+            }
+            let mut packed = packed.into_iter().peekable();
+            while let Some((_, ts, value, text)) = next_row.take_if(|(r, ..)| *r == id) {
+                let ts = from_timestamptz(ts)?;
+                while let Some((block_ts, block_value)) = packed.next_if(|(b, _)| *b <= ts) {
+                    if block_ts < ts {
+                        ranking.sample(id, block_ts, Some(block_value), None)?;
+                    }
+                }
+                ranking.sample(id, ts, value, text)?;
+                next_row = rows.try_next().await?;
+            }
+            for (ts, value) in packed {
+                ranking.sample(id, ts, Some(value), None)?;
+            }
         }
         ranking.finish()
     }
@@ -820,6 +880,9 @@ async fn maintain_locked(
         tx.commit().await?;
         report.created.push(name);
     }
+    if let Some(before) = retention.compress_before(now) {
+        compress(conn, before, &mut report).await?;
+    }
     for name in maintenance::expired(&existing, now, retention) {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {name}")))
             .execute(&mut *conn)
@@ -831,7 +894,133 @@ async fn maintain_locked(
         .execute(&mut *conn)
         .await?
         .rows_affected();
+    // Blocks are one row per series and hour: expired ones are deleted (a block keeps
+    // its hour until the whole hour is past the cutoff).
+    report.deleted += sqlx::query("DELETE FROM sample_blocks WHERE last_ts < $1")
+        .bind(timestamptz(to_us(retention.cutoff(now))))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
     Ok(report)
+}
+
+/// Packs whole hours of numeric samples before `before` into one block per series and
+/// hour (migration 0007), resuming where the last run stopped; a store that never
+/// compressed starts [`maintenance::MAX_HOURS_PER_RUN`] hours back (older samples stay
+/// raw until retention drops them). Each hour is one transaction: its numeric rows are
+/// deleted and the deleted rows (`RETURNING`, so a sample arriving meanwhile is either
+/// in the block or still raw, never lost) become the blocks.
+async fn compress(
+    conn: &mut PgConnection,
+    before: TimestampNs,
+    report: &mut MaintenanceReport,
+) -> Result<()> {
+    use sqlx::Connection as _;
+    let hour_us = maintenance::HOUR_NS / NS_PER_US;
+    let before_us = to_us(before);
+    let done: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT done_until FROM compression_progress")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let mut hour = match done {
+        Some(t) => t.timestamp_micros(),
+        None => before_us - maintenance::MAX_HOURS_PER_RUN * hour_us,
+    };
+    let mut hours = 0;
+    while hour + hour_us <= before_us && hours < maintenance::MAX_HOURS_PER_RUN {
+        let mut tx = conn.begin().await?;
+        let mut rows: Vec<(i64, DateTime<Utc>, f64)> = sqlx::query_as(
+            "DELETE FROM samples WHERE ts >= $1 AND ts < $2 \
+             AND value IS NOT NULL AND value_text IS NULL \
+             RETURNING series_id, ts, value",
+        )
+        .bind(timestamptz(hour))
+        .bind(timestamptz(hour + hour_us))
+        .fetch_all(&mut *tx)
+        .await?;
+        rows.sort_unstable_by_key(|(id, ts, _)| (*id, *ts));
+        let (mut ids, mut firsts, mut lasts, mut blocks) = (vec![], vec![], vec![], vec![]);
+        let mut last_values: Vec<f64> = Vec::new();
+        for series in rows.chunk_by(|a, b| a.0 == b.0) {
+            let points: Vec<(i64, f64)> = series
+                .iter()
+                .map(|(_, ts, v)| Ok((from_timestamptz(*ts)?, *v)))
+                .collect::<Result<_>>()?;
+            let block = crate::block::encode(&points)
+                .map_err(|e| Error::Corrupt(format!("series {}: {e}", series[0].0)))?;
+            ids.push(series[0].0);
+            firsts.push(series[0].1);
+            lasts.push(series[series.len() - 1].1);
+            last_values.push(series[series.len() - 1].2);
+            blocks.push(block);
+        }
+        // A series' stored last value may lag its newest samples (writers refresh it once
+        // a minute, `Store::series` adds the newer raw rows): those rows are about to
+        // leave the raw table, so the stored value catches up with them here.
+        sqlx::query(
+            "UPDATE series AS s SET last_ts = u.ts, last_value = u.value, last_value_text = NULL \
+             FROM unnest($1::bigint[], $2::timestamptz[], $3::float8[]) AS u (id, ts, value) \
+             WHERE s.id = u.id AND (s.last_ts IS NULL OR s.last_ts < u.ts)",
+        )
+        .bind(&ids)
+        .bind(&lasts)
+        .bind(&last_values)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO sample_blocks (series_id, first_ts, last_ts, data) \
+             SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::bytea[])",
+        )
+        .bind(&ids)
+        .bind(&firsts)
+        .bind(&lasts)
+        .bind(&blocks)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO compression_progress (done_until) VALUES ($1) \
+             ON CONFLICT (singleton) DO UPDATE SET done_until = excluded.done_until",
+        )
+        .bind(timestamptz(hour + hour_us))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        report.compressed_hours += 1;
+        report.compressed_samples += rows.len() as u64;
+        hour += hour_us;
+        hours += 1;
+    }
+    Ok(())
+}
+
+/// The points of a series' blocks overlapping `[from_us, to_us]`, inside it.
+async fn block_points(
+    pool: &PgPool,
+    series_id: i64,
+    from_us: i64,
+    to_us: i64,
+) -> Result<Vec<(TimestampNs, f64)>> {
+    let blocks: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT data FROM sample_blocks \
+         WHERE series_id = $1 AND first_ts <= $3 AND last_ts >= $2 ORDER BY first_ts",
+    )
+    .bind(series_id)
+    .bind(timestamptz(from_us))
+    .bind(timestamptz(to_us))
+    .fetch_all(pool)
+    .await?;
+    let (from, to) = (from_us * NS_PER_US, to_us * NS_PER_US);
+    let mut points = Vec::new();
+    for data in blocks {
+        let decoded = crate::block::decode(&data)
+            .map_err(|e| Error::Corrupt(format!("block of series {series_id}: {e}")))?;
+        points.extend(
+            decoded
+                .into_iter()
+                .filter(|(ts, _)| *ts >= from && *ts <= to),
+        );
+    }
+    Ok(points)
 }
 
 #[cfg(test)]
@@ -1209,6 +1398,135 @@ mod server_tests {
                 let points = a.range(d, &path, i64::MIN, i64::MAX).await.expect("range");
                 assert_eq!(points.len(), 30, "one point per round for {d}");
             }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn old_numeric_samples_are_packed_into_blocks_and_read_back_unchanged() {
+        with_db(|db| async move {
+            let store = crate::open(&db.url, true).await.expect("open");
+            let hour = crate::maintenance::HOUR_NS;
+            let second = 1_000_000_000;
+            // 2026-01-01T00:00:00Z; six hours of 10 s samples, with jitter in µs.
+            let t0: TimestampNs = 1_767_225_600_000_000_000;
+            let key = DeviceKey::new("leaf1").expect("key");
+            let sample = |path: &str, ts: TimestampNs, value: Value| Sample {
+                device: key.clone(),
+                path: path.parse::<model::Path>().expect("path").into(),
+                ts,
+                value,
+            };
+            let mut batch = Vec::new();
+            for i in 0..6 * 360 {
+                let ts = t0 + i * 10 * second + (i * 7_919 % 3_000) * 1_000;
+                // A counter with a reset in hour 2, a gauge, a text leaf.
+                let count = if i < 900 {
+                    i * 1_000
+                } else {
+                    (i - 900) * 1_000
+                };
+                batch.push(sample("/c", ts, Value::Uint(count as u64)));
+                batch.push(sample("/g", ts, Value::Float(i as f64 / 3.0)));
+                batch.push(sample("/t", ts, Value::String(format!("s{}", i % 3))));
+            }
+            batch.push(sample("/g", t0 + 1_800 * second + 1_000, Value::Deleted));
+            for chunk in batch.chunks(2_000) {
+                store.write_samples(chunk).await.expect("write");
+            }
+            let all = (t0 - hour, t0 + 7 * hour);
+            let read = |path: &'static str| {
+                let store = store.clone();
+                let key = key.clone();
+                async move {
+                    let path: model::Path = path.parse().expect("path");
+                    store.range(&key, &path, all.0, all.1).await.expect("range")
+                }
+            };
+            let before = (read("/c").await, read("/g").await, read("/t").await);
+            let query = crate::TopRates {
+                device: None,
+                leaf: None,
+                from: t0 + 1_000 * second,
+                to: t0 + 20_000 * second,
+                limit: 10,
+            };
+            let rates_before = store.top_rates(&query).await.expect("rates");
+            let buckets = |store: Arc<dyn crate::Store>| {
+                let key = key.clone();
+                async move {
+                    let path: model::Path = "/c".parse().expect("path");
+                    store
+                        .range_step(&key, &path, t0, t0 + 6 * hour, 60 * second)
+                        .await
+                        .expect("step")
+                }
+            };
+            let steps_before = buckets(store.clone()).await;
+
+            // At t0 + 6 h, hours before t0 + 4 h are compressed: four of them.
+            let retention = Retention::default();
+            let report = store
+                .maintain(t0 + 6 * hour, &retention)
+                .await
+                .expect("maintain");
+            assert_eq!(
+                report.compressed_hours, 48,
+                "from 48 hours back: {report:?}"
+            );
+            // 4 hours x 360 samples x 2 numeric leaves, less the delete (stays raw).
+            assert_eq!(report.compressed_samples, 4 * 360 * 2);
+            let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM samples")
+                .fetch_one(&db.pool().await)
+                .await
+                .expect("count");
+            assert_eq!(raw, 6 * 360 * 3 + 1 - 4 * 360 * 2);
+
+            assert_eq!(
+                (read("/c").await, read("/g").await, read("/t").await),
+                before
+            );
+            assert_eq!(store.top_rates(&query).await.expect("rates"), rates_before);
+            assert_eq!(buckets(store.clone()).await, steps_before);
+
+            // A sample written again after its hour was compressed is still one point.
+            store.write_samples(&batch[..3]).await.expect("rewrite");
+            assert_eq!(read("/c").await, before.0);
+            // Nothing more to do at the same instant; the next hour an hour later.
+            let again = store
+                .maintain(t0 + 6 * hour, &retention)
+                .await
+                .expect("again");
+            assert_eq!(again.compressed_hours, 0);
+            // One more /c sample, 5 s after the newest: the stored last value is not
+            // rewritten for it (less than a minute newer); then every hour is compressed.
+            let extra = sample("/c", t0 + 21_595 * second, Value::Uint(1_259_500));
+            store
+                .write_samples(std::slice::from_ref(&extra))
+                .await
+                .expect("extra");
+            let later = store
+                .maintain(t0 + 9 * hour, &retention)
+                .await
+                .expect("later");
+            assert_eq!(later.compressed_hours, 3);
+            assert_eq!(read("/g").await, before.1);
+            // The newest numeric samples were compressed too: the series still shows them.
+            let series = store.series(&key).await.expect("series");
+            assert_eq!(series.len(), 3);
+            let newest_c = Point {
+                ts: extra.ts,
+                value: extra.value.clone(),
+            };
+            let newest_c = &newest_c;
+            let listed = series
+                .iter()
+                .find(|s| s.path.to_string() == "/c")
+                .expect("/c listed");
+            assert_eq!(
+                (listed.last_ts, &listed.last_value),
+                (newest_c.ts, &newest_c.value)
+            );
         })
         .await;
     }
