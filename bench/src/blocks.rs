@@ -590,17 +590,43 @@ pub async fn on_disk(cfg: &OnDisk) -> anyhow::Result<()> {
         report.compressed_hours += r.compressed_hours;
     }
     let raw_after = size(RAW).await?;
+    // Query latency on what is now mostly blocks: one series over the whole span in
+    // 1-minute steps, then 32 series of one device the same way (median of 11 runs each).
+    let key = DeviceKey::new("dev-00000")?;
+    let (from, to) = (
+        last_ts - i64::try_from(cfg.hours)? * 3_600 * NS_PER_S,
+        last_ts,
+    );
+    let step = 60 * NS_PER_S;
+    let mut one = Vec::new();
+    let mut many = Vec::new();
+    for _ in 0..11 {
+        let started = std::time::Instant::now();
+        let buckets = store.range_step(&key, &paths[0], from, to, step).await?;
+        one.push(started.elapsed());
+        anyhow::ensure!(buckets.iter().any(|b| b.stats.is_some()), "no data read back");
+        let started = std::time::Instant::now();
+        for path in paths.iter().take(32) {
+            store.range_step(&key, path, from, to, step).await?;
+        }
+        many.push(started.elapsed());
+    }
+    one.sort();
+    many.sort();
     let blocks = size("SELECT pg_total_relation_size('sample_blocks')::bigint").await?;
     let packed = report.compressed_samples.max(1) as f64;
     println!(
         "blocks_on_disk devices={} hours={} samples={written} raw_bytes={raw_before} \
          raw_bytes_per_sample={:.2} compressed_samples={} block_bytes={blocks} \
-         block_bytes_per_sample={:.2} raw_left_bytes={raw_after}",
+         block_bytes_per_sample={:.2} raw_left_bytes={raw_after} \
+         step_1m_one_series_ms={:.1} step_1m_32_series_ms={:.1}",
         cfg.devices,
         cfg.hours,
         raw_before as f64 / written.max(1) as f64,
         report.compressed_samples,
         blocks as f64 / packed,
+        one[5].as_secs_f64() * 1e3,
+        many[5].as_secs_f64() * 1e3,
     );
     Ok(())
 }
