@@ -604,7 +604,10 @@ pub async fn on_disk(cfg: &OnDisk) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         let buckets = store.range_step(&key, &paths[0], from, to, step).await?;
         one.push(started.elapsed());
-        anyhow::ensure!(buckets.iter().any(|b| b.stats.is_some()), "no data read back");
+        anyhow::ensure!(
+            buckets.iter().any(|b| b.stats.is_some()),
+            "no data read back"
+        );
         let started = std::time::Instant::now();
         for path in paths.iter().take(32) {
             store.range_step(&key, path, from, to, step).await?;
