@@ -84,6 +84,24 @@ async fn h2_peer(then: Then) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
+/// Short timeouts, and an hour between retries: a test sees the first failure only.
+fn no_retry() -> collector::CollectorConfig {
+    collector::CollectorConfig {
+        backoff_min: Duration::from_secs(3600),
+        backoff_max: Duration::from_secs(3600),
+        ..config()
+    }
+}
+
+/// Runs a collector for one device at `addr` until it is unreachable; its last error.
+async fn failure_of(addr: SocketAddr) -> (Running, String) {
+    let c = collect(vec![device("leaf1", addr)], no_retry()).await;
+    let h = c
+        .wait_for("leaf1", "unreachable", |h| h.state == "unreachable")
+        .await;
+    (c, h.last_error.unwrap_or_default())
+}
+
 #[tokio::test]
 async fn a_peer_that_stops_answering_pings_is_dropped_by_keepalive() {
     let (addr, accepted) = h2_peer(Then::Freeze).await;
@@ -93,9 +111,7 @@ async fn a_peer_that_stops_answering_pings_is_dropped_by_keepalive() {
     let config = collector::CollectorConfig {
         keepalive_interval: Duration::from_millis(200),
         keepalive_timeout: Duration::from_millis(300),
-        backoff_min: Duration::from_secs(3600),
-        backoff_max: Duration::from_secs(3600),
-        ..config()
+        ..no_retry()
     };
     let c = collect(vec![d], config).await;
     let h = c
@@ -114,16 +130,7 @@ async fn a_peer_that_stops_answering_pings_is_dropped_by_keepalive() {
 async fn an_undecodable_message_fails_the_stream_in_plain_words() {
     // A gRPC frame of 3 bytes that are not a SubscribeResponse (field 15, bad wire type).
     let (addr, _) = h2_peer(Then::Send(&[0, 0, 0, 0, 3, 0x7f, 0xff, 0xff])).await;
-    let config = collector::CollectorConfig {
-        backoff_min: Duration::from_secs(3600),
-        backoff_max: Duration::from_secs(3600),
-        ..config()
-    };
-    let c = collect(vec![device("leaf1", addr)], config).await;
-    let h = c
-        .wait_for("leaf1", "unreachable", |h| h.state == "unreachable")
-        .await;
-    let error = h.last_error.unwrap_or_default();
+    let (c, error) = failure_of(addr).await;
     assert!(error.contains("does not decode"), "{error}");
     assert_eq!(c.metrics.samples_received.get(), 0);
     c.stop().await;
@@ -132,16 +139,7 @@ async fn an_undecodable_message_fails_the_stream_in_plain_words() {
 #[tokio::test]
 async fn a_compressed_message_is_refused() {
     let (addr, _) = h2_peer(Then::Send(&[1, 0, 0, 0, 1, 0])).await;
-    let config = collector::CollectorConfig {
-        backoff_min: Duration::from_secs(3600),
-        backoff_max: Duration::from_secs(3600),
-        ..config()
-    };
-    let c = collect(vec![device("leaf1", addr)], config).await;
-    let h = c
-        .wait_for("leaf1", "unreachable", |h| h.state == "unreachable")
-        .await;
-    let error = h.last_error.unwrap_or_default();
+    let (c, error) = failure_of(addr).await;
     assert!(error.contains("compressed"), "{error}");
     c.stop().await;
 }
@@ -162,16 +160,7 @@ async fn garbage_instead_of_http2_is_a_failure_with_backoff_not_a_loop() {
             });
         }
     });
-    let config = collector::CollectorConfig {
-        backoff_min: Duration::from_secs(3600),
-        backoff_max: Duration::from_secs(3600),
-        ..config()
-    };
-    let c = collect(vec![device("leaf1", addr)], config).await;
-    let h = c
-        .wait_for("leaf1", "unreachable", |h| h.state == "unreachable")
-        .await;
-    let error = h.last_error.unwrap_or_default();
+    let (c, error) = failure_of(addr).await;
     assert!(
         error.contains("connection"),
         "says the connection failed: {error}"
