@@ -13,7 +13,7 @@ CREATE TABLE sample_blocks (
     data      bytea       NOT NULL,
     PRIMARY KEY (series_id, first_ts)
 );
--- Blocks are compressed already: keep them in the row (a page holds a 2-hour block of
+-- Blocks are compressed already: keep them in the row (a page holds several hour blocks of
 -- 10 s samples) rather than have TOAST try to compress them again and move them out.
 ALTER TABLE sample_blocks ALTER COLUMN data SET STORAGE MAIN;
 

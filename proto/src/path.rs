@@ -143,12 +143,12 @@ fn describe(path: &gnmi::Path) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
 
     use super::*;
 
-    fn elem(name: &str, keys: &[(&str, &str)]) -> gnmi::PathElem {
+    pub(crate) fn elem(name: &str, keys: &[(&str, &str)]) -> gnmi::PathElem {
         gnmi::PathElem {
             name: name.into(),
             key: keys
@@ -158,7 +158,7 @@ mod tests {
         }
     }
 
-    fn gpath(origin: &str, elems: Vec<gnmi::PathElem>) -> gnmi::Path {
+    pub(crate) fn gpath(origin: &str, elems: Vec<gnmi::PathElem>) -> gnmi::Path {
         gnmi::Path {
             origin: origin.into(),
             elem: elems,

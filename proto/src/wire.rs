@@ -391,32 +391,13 @@ fn update_fast(bytes: &[u8]) -> Option<UpdateBytes<'_>> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
     use crate::gnmi::subscribe_response::Response as R;
     use crate::gnmi::typed_value::Value as Tv;
+    use crate::path::tests::{elem, gpath as path};
 
     fn device() -> DeviceKey {
         DeviceKey::new("leaf1").unwrap()
-    }
-
-    fn elem(name: &str, keys: &[(&str, &str)]) -> gnmi::PathElem {
-        gnmi::PathElem {
-            name: name.into(),
-            key: keys
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect::<HashMap<_, _>>(),
-        }
-    }
-
-    fn path(origin: &str, elems: Vec<gnmi::PathElem>) -> gnmi::Path {
-        gnmi::Path {
-            origin: origin.into(),
-            elem: elems,
-            ..Default::default()
-        }
     }
 
     fn update(p: Option<gnmi::Path>, v: Option<Tv>) -> gnmi::Update {
