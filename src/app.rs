@@ -168,7 +168,7 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Storage upkeep (partitions ahead, retention) now and every `every` until shutdown.
+/// Storage upkeep (partitions ahead, retention, rollups, compression) now and every `every` until shutdown.
 /// Failures are logged and retried at the next tick: ingest does not depend on them.
 async fn maintain(
     store: Arc<dyn store::Store>,
@@ -195,6 +195,10 @@ async fn maintain(
                 dropped = ?r.dropped,
                 moved = r.moved,
                 deleted = r.deleted,
+                sealed_hours = r.compressed_hours,
+                compressed_samples = r.compressed_samples,
+                rolled_up_minutes = r.rolled_up_minutes,
+                rolled_up_hours = r.rolled_up_hours,
                 "Storage maintenance done"
             ),
             Err(error) => tracing::warn!(%error, "Storage maintenance failed; retrying later"),

@@ -82,12 +82,22 @@ pub struct StorageArgs {
     #[arg(long, env = "NETPULSE_RETENTION_RAW", default_value = "7d", value_parser = parse_retention)]
     pub retention_raw: std::time::Duration,
 
-    /// How often the maintenance task runs (partitions ahead, retention, compression).
+    /// How long 1-minute rollups are kept (PostgreSQL; dropped by the day).
+    #[arg(long, env = "NETPULSE_RETENTION_MINUTES", default_value = "90d", value_parser = parse_retention)]
+    pub retention_minutes: std::time::Duration,
+
+    /// How long 1-hour rollups are kept (PostgreSQL; dropped by the month).
+    #[arg(long, env = "NETPULSE_RETENTION_HOURS", default_value = "730d", value_parser = parse_retention)]
+    pub retention_hours: std::time::Duration,
+
+    /// How often the maintenance task runs (partitions ahead, retention, rollups,
+    /// compression).
     #[arg(long, env = "NETPULSE_MAINTENANCE_INTERVAL", default_value = "10m", value_parser = parse_retention)]
     pub maintenance_interval: std::time::Duration,
 
-    /// Age after which numeric samples are packed into compressed blocks, one per series
-    /// and hour (PostgreSQL only); `0s` turns compression off.
+    /// Age after which hours are sealed: rolled up into 1-minute and 1-hour aggregates and
+    /// their numeric samples packed into compressed blocks, one per series and hour
+    /// (PostgreSQL only); `0s` turns compression off (hours are still rolled up at 2h).
     #[arg(long, env = "NETPULSE_COMPRESS_AFTER", default_value = "2h", value_parser = parse_age)]
     pub compress_after: std::time::Duration,
 }
@@ -97,6 +107,8 @@ impl StorageArgs {
     pub fn retention(&self) -> store::Retention {
         store::Retention {
             raw: self.retention_raw,
+            minutes: self.retention_minutes,
+            hours: self.retention_hours,
             compress_after: (!self.compress_after.is_zero()).then_some(self.compress_after),
             ..store::Retention::default()
         }

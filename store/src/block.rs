@@ -897,7 +897,7 @@ impl<'a> BitReader<'a> {
     }
 }
 
-fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn push_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -905,7 +905,7 @@ fn push_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn read_varint(bytes: &[u8], pos: &mut usize) -> Result<u64, BlockError> {
+pub(crate) fn read_varint(bytes: &[u8], pos: &mut usize) -> Result<u64, BlockError> {
     let mut v = 0u64;
     for i in 0..10 {
         let byte = *bytes.get(*pos).ok_or(BlockError::Truncated)?;

@@ -23,6 +23,7 @@ mod conformance;
 pub mod maintenance;
 mod postgres;
 pub mod rate;
+pub mod rollup;
 mod schema;
 mod sqlite;
 pub mod step;
@@ -352,8 +353,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// [`step`]). Refused with [`Error::Step`] for a non-positive step, `from > to` or
     /// more than [`step::MAX_BUCKETS`] buckets.
     ///
-    /// Computed from the raw points of the range (both backends alike); pre-aggregated
-    /// rollups for long ranges are not built yet.
+    /// The default computes from the raw points of the range (SQLite). PostgreSQL reads
+    /// sealed hours from its 1-minute and 1-hour rollups where `from` and `step` are
+    /// multiples of an aggregate's width (see [`rollup::plan`]), with the same result up
+    /// to float rounding of sums, except that samples written into an hour after it was
+    /// sealed, and deletes inside sealed hours, are not in the aggregates.
     async fn range_step(
         &self,
         device: &DeviceKey,
@@ -382,8 +386,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         Err(Error::Unsupported("rate queries"))
     }
 
-    /// Prepares time partitions around `now` and drops raw samples older than the
-    /// retention (see [`maintenance`]). On PostgreSQL one process runs it at a time: a
+    /// Prepares time partitions around `now`, seals old hours (rollups, compression) and
+    /// drops data older than the retention of its resolution (see [`maintenance`]). On PostgreSQL one process runs it at a time: a
     /// second caller gets a report with `skipped` set. The default does nothing and says
     /// it skipped (test doubles).
     async fn maintain(&self, now: TimestampNs, retention: &Retention) -> Result<MaintenanceReport> {

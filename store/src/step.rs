@@ -111,13 +111,28 @@ impl Increase {
             }
             return None;
         };
-        let increase = match self.previous {
-            Some(p) if v >= p => v - p,
-            Some(p) => wrapped(p, v).unwrap_or(v),
-            None => 0.0,
-        };
+        let increase = self.previous.map_or(0.0, |p| growth(p, v));
         self.previous = Some(v);
         Some((v, increase))
+    }
+
+    /// A run of numeric samples summarised by its first and last values (a rollup
+    /// bucket, see [`crate::rollup`]): what the counter grew by from the previous sample
+    /// to `first` (0 if there is none), after which `last` is the previous sample.
+    pub fn span(&mut self, first: f64, last: f64) -> f64 {
+        let increase = self.previous.map_or(0.0, |p| growth(p, first));
+        self.previous = Some(last);
+        increase
+    }
+}
+
+/// What a counter grew by from `p` to `v`: the difference, across a wrap what it took to
+/// wrap plus `v`, after a reset `v` itself (see the module documentation).
+pub fn growth(p: f64, v: f64) -> f64 {
+    if v >= p {
+        v - p
+    } else {
+        wrapped(p, v).unwrap_or(v)
     }
 }
 
@@ -137,47 +152,137 @@ pub fn buckets(
     to: TimestampNs,
     step: i64,
 ) -> Result<Vec<Bucket>, StepError> {
-    let n = count(from, to, step)?;
-    let mut out: Vec<Bucket> = (0..n)
-        .map(|i| Bucket {
-            start: from + i * step,
-            stats: None,
-        })
-        .collect();
-    let mut counter = Increase::default();
+    let mut stepper = Stepper::new(from, to, step)?;
     for point in points {
-        if point.ts < from || point.ts > to {
-            continue;
+        stepper.point(point.ts, &point.value);
+    }
+    Ok(stepper.finish())
+}
+
+/// Step buckets filled from one series in time order: raw points and rollup aggregates
+/// ([`crate::rollup::Aggregate`]) mixed, so a query reads old hours from rollups and
+/// recent ones from raw samples and gets what the raw samples alone would give (up to
+/// float rounding of sums). An aggregate lands whole in the bucket holding its start: the
+/// caller passes aggregates only when `from` and `step` are multiples of their width and
+/// they end at or before `to`.
+#[derive(Debug)]
+pub struct Stepper {
+    from: TimestampNs,
+    to: TimestampNs,
+    step: i64,
+    buckets: Vec<(TimestampNs, Option<Sum>)>,
+    counter: Increase,
+}
+
+/// A bucket being filled: [`Stats`] with the sum in place of the mean.
+#[derive(Debug, Clone, Copy)]
+struct Sum {
+    count: u64,
+    min: f64,
+    max: f64,
+    sum: f64,
+    last: f64,
+    increase: f64,
+}
+
+impl Stepper {
+    /// Empty buckets over `[from, to]`, or why the query is refused (see [`count`]).
+    pub fn new(from: TimestampNs, to: TimestampNs, step: i64) -> Result<Self, StepError> {
+        let n = count(from, to, step)?;
+        Ok(Self {
+            from,
+            to,
+            step,
+            buckets: (0..n).map(|i| (from + i * step, None)).collect(),
+            counter: Increase::default(),
+        })
+    }
+
+    /// The bucket holding `ts`, if it is inside `[from, to]`.
+    fn slot(&mut self, ts: TimestampNs) -> Option<&mut Option<Sum>> {
+        if ts < self.from || ts > self.to {
+            return None;
         }
-        let Some((v, increase)) = counter.next(&point.value) else {
-            continue;
+        let i = usize::try_from((ts - self.from) / self.step).ok()?;
+        self.buckets.get_mut(i).map(|(_, s)| s)
+    }
+
+    /// The next raw sample (outside `[from, to]`: ignored).
+    pub fn point(&mut self, ts: TimestampNs, value: &Value) {
+        if ts < self.from || ts > self.to {
+            return;
+        }
+        let Some((v, increase)) = self.counter.next(value) else {
+            return;
         };
-        let i = usize::try_from((point.ts - from) / step).unwrap_or(0);
-        let Some(bucket) = out.get_mut(i) else {
-            continue;
-        };
-        match &mut bucket.stats {
-            None => {
-                bucket.stats = Some(Stats {
+        if let Some(slot) = self.slot(ts) {
+            add(
+                slot,
+                Sum {
                     count: 1,
                     min: v,
                     max: v,
-                    avg: v,
+                    sum: v,
                     last: v,
                     increase,
-                });
-            }
-            Some(s) => {
-                s.count += 1;
-                s.min = s.min.min(v);
-                s.max = s.max.max(v);
-                s.avg += (v - s.avg) / s.count as f64;
-                s.last = v;
-                s.increase += increase;
-            }
+                },
+            );
         }
     }
-    Ok(out)
+
+    /// The next rollup aggregate (starting outside `[from, to]`: ignored).
+    pub fn aggregate(&mut self, a: &crate::rollup::Aggregate) {
+        if a.start < self.from || a.start > self.to || a.count == 0 {
+            return;
+        }
+        let boundary = self.counter.span(a.first, a.last);
+        if let Some(slot) = self.slot(a.start) {
+            add(
+                slot,
+                Sum {
+                    count: a.count,
+                    min: a.min,
+                    max: a.max,
+                    sum: a.sum,
+                    last: a.last,
+                    increase: boundary + a.increase,
+                },
+            );
+        }
+    }
+
+    /// The buckets, gaps as gaps.
+    pub fn finish(self) -> Vec<Bucket> {
+        self.buckets
+            .into_iter()
+            .map(|(start, sum)| Bucket {
+                start,
+                stats: sum.map(|s| Stats {
+                    count: s.count,
+                    min: s.min,
+                    max: s.max,
+                    avg: s.sum / s.count as f64,
+                    last: s.last,
+                    increase: s.increase,
+                }),
+            })
+            .collect()
+    }
+}
+
+/// Adds a later run of samples to a bucket.
+fn add(slot: &mut Option<Sum>, next: Sum) {
+    match slot {
+        None => *slot = Some(next),
+        Some(s) => {
+            s.count += next.count;
+            s.min = s.min.min(next.min);
+            s.max = s.max.max(next.max);
+            s.sum += next.sum;
+            s.last = next.last;
+            s.increase += next.increase;
+        }
+    }
 }
 
 #[cfg(test)]
