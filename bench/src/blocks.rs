@@ -520,6 +520,76 @@ impl Rng {
     }
 }
 
+/// The paths of a simulated device's series, `/bench/series[id=K]`.
+pub(crate) fn series_paths() -> anyhow::Result<Vec<std::sync::Arc<model::Path>>> {
+    Ok((0..SERIES_PER_DEVICE)
+        .map(|k| {
+            format!("/bench/series[id={k}]")
+                .parse()
+                .map(std::sync::Arc::new)
+        })
+        .collect::<Result<_, _>>()?)
+}
+
+/// Which series of a simulated device to write, and how often.
+pub(crate) struct Shape<'a> {
+    /// Samples per series (fewer: a few are missing, as in the fleet).
+    pub ticks: usize,
+    /// Seconds between samples.
+    pub interval_s: u64,
+    /// Indexes of the series written (`None`: all).
+    pub series: Option<&'a [usize]>,
+}
+
+/// The series of a simulated device with 4 interfaces: their 28 counters and statuses,
+/// and the 4 system gauges (what `netpulse all --simulate` devices report as numbers).
+pub(crate) const SMALL_DEVICE: [usize; 32] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+    26, 27, 112, 113, 114, 115,
+];
+
+/// Writes samples of simulated device `d` (named `dev-DDDDD`, µs timestamps up to 3 ms
+/// late) through the real store, as `shape` says; returns the samples written and the
+/// newest timestamp.
+pub(crate) async fn write_device(
+    store: &dyn store::Store,
+    seed: u64,
+    d: usize,
+    paths: &[std::sync::Arc<model::Path>],
+    shape: &Shape<'_>,
+) -> anyhow::Result<(u64, i64)> {
+    use model::{DeviceKey, Sample, Value};
+    let regime = REGIMES[2];
+    let device = Device::new(seed, d);
+    let key = DeviceKey::new(format!("dev-{d:05}"))?;
+    let mut noise = Rng::new(seed ^ 0x5eed ^ d as u64);
+    let instants = device_instants(&mut noise, regime, shape.ticks, shape.interval_s);
+    let (mut written, mut last_ts) = (0, 0);
+    let mut batch = Vec::new();
+    for (k, (_, points)) in device
+        .series(&instants, regime.floor_ns)
+        .into_iter()
+        .enumerate()
+        .filter(|(k, _)| shape.series.is_none_or(|keep| keep.contains(k)))
+    {
+        for (ts, v) in points {
+            last_ts = last_ts.max(ts);
+            batch.push(Sample {
+                device: key.clone(),
+                path: paths[k].clone(),
+                ts,
+                value: Value::Float(v),
+            });
+            if batch.len() == 5_000 {
+                written += store.write_samples(&batch).await?.written;
+                batch.clear();
+            }
+        }
+    }
+    written += store.write_samples(&batch).await?.written;
+    Ok((written, last_ts))
+}
+
 /// Settings of `netpulse-bench blocks-on-disk`.
 #[derive(Debug)]
 pub struct OnDisk {
@@ -534,40 +604,20 @@ pub struct OnDisk {
 /// every whole hour, and measures the blocks table: bytes per sample on disk, tables,
 /// indexes and TOAST included (`pg_total_relation_size`).
 pub async fn on_disk(cfg: &OnDisk) -> anyhow::Result<()> {
-    use model::{DeviceKey, Path, Sample, Value};
-    use std::sync::Arc;
+    use model::DeviceKey;
     let store = store::open(&cfg.database_url, true).await?;
-    let regime = REGIMES[2];
-    let ticks = usize::try_from(cfg.hours * 360)?;
+    let paths = series_paths()?;
     let mut written = 0u64;
     let mut last_ts = 0;
-    let paths: Vec<Arc<Path>> = (0..SERIES_PER_DEVICE)
-        .map(|k| format!("/bench/series[id={k}]").parse().map(Arc::new))
-        .collect::<Result<_, _>>()?;
     for d in 0..cfg.devices {
-        let device = Device::new(cfg.seed, d);
-        let key = DeviceKey::new(format!("dev-{d:05}"))?;
-        let mut noise = Rng::new(cfg.seed ^ 0x5eed ^ d as u64);
-        let instants = device_instants(&mut noise, regime, ticks, 10);
-        let mut batch = Vec::new();
-        for (k, (_, points)) in device
-            .series(&instants, regime.floor_ns)
-            .into_iter()
-            .enumerate()
-        {
-            for (ts, v) in points {
-                last_ts = last_ts.max(ts);
-                batch.push(Sample {
-                    device: key.clone(),
-                    path: paths[k].clone(),
-                    ts,
-                    value: Value::Float(v),
-                });
-            }
-        }
-        for chunk in batch.chunks(5_000) {
-            written += store.write_samples(chunk).await?.written;
-        }
+        let shape = Shape {
+            ticks: usize::try_from(cfg.hours * 360)?,
+            interval_s: 10,
+            series: None,
+        };
+        let (n, last) = write_device(store.as_ref(), cfg.seed, d, &paths, &shape).await?;
+        written += n;
+        last_ts = last_ts.max(last);
         eprintln!("  device {}/{} written", d + 1, cfg.devices);
     }
     let pool = sqlx::PgPool::connect(&cfg.database_url).await?;

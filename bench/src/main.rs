@@ -14,11 +14,16 @@
 //! `blocks` encodes 2 h compressed blocks (`store::block`) of simulator-like series and
 //! prints bytes per point by kind of series and timestamp regime, and the codec's speed.
 //!
+//! `query` times step queries (rollups vs raw) with a fleet's worth of rollups in
+//! PostgreSQL; `ingest` and `blocks-on-disk` measure the store's writes and bytes on disk.
+//!
 //! CPU is read from `/proc` (USER_HZ = 100 on Linux), so nothing here is a test and no
 //! timing is asserted.
 
 mod blocks;
 mod ingest;
+mod query;
+mod single_node;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -126,6 +131,51 @@ enum Command {
         /// Hours of 10 s samples.
         #[arg(long, default_value_t = 4)]
         hours: u64,
+        /// Seed of the simulated fleet.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Step-query latency with a fleet's worth of rollups in PostgreSQL (see `query.rs`).
+    Query {
+        /// Database to write to (migrated first; use a throwaway one).
+        #[arg(long)]
+        database_url: String,
+        /// Devices whose rollups the database holds (one written and sealed for real,
+        /// the rest copied from it).
+        #[arg(long, default_value_t = 10_000)]
+        devices: usize,
+        /// Days of 10 s samples of the written device.
+        #[arg(long, default_value_t = 7)]
+        days: u64,
+        /// Hours of 1-minute rollups copied to the rest of the fleet (1-hour rollups are
+        /// copied for all days).
+        #[arg(long, default_value_t = 24)]
+        fleet_minute_hours: u64,
+        /// Timed runs of each query (the median is printed).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Seed of the simulated device.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// A week of a small fleet in the bundled SQLite file: size, maintenance and query
+    /// times (see `single_node.rs`).
+    SingleNode {
+        /// SQLite file to create (must not exist).
+        #[arg(long)]
+        database: PathBuf,
+        /// Simulated devices (32 numeric series each).
+        #[arg(long, default_value_t = 20)]
+        devices: usize,
+        /// Days of samples.
+        #[arg(long, default_value_t = 7)]
+        days: u64,
+        /// Seconds between samples (`netpulse all` asks simulated devices for 2 s).
+        #[arg(long, default_value_t = 2)]
+        interval: u64,
+        /// Timed runs of each query (the median is printed).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
         /// Seed of the simulated fleet.
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -648,6 +698,36 @@ fn main() -> anyhow::Result<()> {
             database_url,
             devices,
             hours,
+            seed,
+        })),
+        Command::SingleNode {
+            database,
+            devices,
+            days,
+            interval,
+            runs,
+            seed,
+        } => runtime.block_on(single_node::run(&single_node::SingleNode {
+            database,
+            devices,
+            days,
+            interval_s: interval,
+            runs,
+            seed,
+        })),
+        Command::Query {
+            database_url,
+            devices,
+            days,
+            fleet_minute_hours,
+            runs,
+            seed,
+        } => runtime.block_on(query::run(&query::Query {
+            database_url,
+            devices,
+            days,
+            fleet_minute_hours,
+            runs,
             seed,
         })),
         Command::Ingest {

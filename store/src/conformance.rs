@@ -28,6 +28,7 @@ macro_rules! for_each_case {
             top_rates_rank_numeric_series,
             top_rates_refuse_unbounded_queries,
             retention_removes_expired_raw_samples,
+            sealed_hours_answer_steps_from_rollups,
             fenced_writes_refuse_stale_epochs,
             duplicates_within_a_batch_keep_the_first,
             series_list_their_last_values,
@@ -825,6 +826,106 @@ pub(crate) async fn retention_removes_expired_raw_samples(store: Arc<dyn Store>)
     // The series and its last value stay: only raw history expires.
     let series = store.series(&key("leaf1")).await.expect("series");
     assert_eq!(series[0].last_value, Value::Uint(9));
+}
+
+pub(crate) async fn sealed_hours_answer_steps_from_rollups(store: Arc<dyn Store>) {
+    const S: TimestampNs = 1_000_000_000;
+    const HOUR: TimestampNs = 3_600 * S;
+    const DAY: TimestampNs = 24 * HOUR;
+    // 30 hours of a counter every 30 s (µs jitter), with a gap, a reset and a 32-bit wrap;
+    // a gauge; a text leaf.
+    let mut batch = Vec::new();
+    let mut counter: u64 = 4_294_000_000;
+    for i in 0..30 * 120 {
+        let ts = T0 + i * 30 * S + (i * 7_919 % 997) * US;
+        if (500..540).contains(&i) {
+            continue;
+        }
+        counter = match i {
+            1_000 => 17,
+            _ => (counter + 1_000 + (i as u64 % 5) * 7) % (1 << 32),
+        };
+        batch.push(sample("leaf1", "/c", ts, Value::Uint(counter)));
+        batch.push(sample("leaf1", "/g", ts, Value::Int(i % 37 - 9)));
+        batch.push(sample("leaf1", "/t", ts, Value::String("up".into())));
+    }
+    for chunk in batch.chunks(3_000) {
+        store.write_samples(chunk).await.expect("write");
+    }
+    let steps = |p: &'static str, step: TimestampNs| {
+        let store = store.clone();
+        async move {
+            store
+                .range_step(&key("leaf1"), &path(p), T0, T0 + DAY - 1, step)
+                .await
+                .expect("step")
+        }
+    };
+    let mut before = Vec::new();
+    for p in ["/c", "/g"] {
+        for step in [60 * S, 5 * 60 * S, HOUR] {
+            before.push(steps(p, step).await);
+        }
+    }
+    assert_eq!(
+        before[0].iter().filter(|b| b.stats.is_none()).count(),
+        20,
+        "the gap"
+    );
+    let retention = crate::Retention::default();
+    let sealed = store
+        .maintain(T0 + 30 * HOUR, &retention)
+        .await
+        .expect("maintain");
+    // Sealed up to T0 + 28 h, from 48 hours back; every counted minute is in a rollup.
+    assert_eq!(sealed.compressed_hours, 48, "{sealed:?}");
+    assert_eq!(sealed.rolled_up_hours, 2 * 24, "/c and /g, day 0");
+    let after = async {
+        let mut out = Vec::new();
+        for p in ["/c", "/g"] {
+            for step in [60 * S, 5 * 60 * S, HOUR] {
+                out.push(steps(p, step).await);
+            }
+        }
+        out
+    };
+    assert_eq!(after.await, before, "rollups answer as the raw samples did");
+    // Eight days later day 0's raw samples are gone; minutes and hours still answer.
+    store
+        .maintain(T0 + 8 * DAY, &retention)
+        .await
+        .expect("expire raw");
+    let day0 = store
+        .range(&key("leaf1"), &path("/c"), T0, T0 + DAY - 1)
+        .await
+        .expect("range");
+    assert!(day0.is_empty(), "day 0 expired");
+    let mut out = Vec::new();
+    for p in ["/c", "/g"] {
+        for step in [60 * S, 5 * 60 * S, HOUR] {
+            out.push(steps(p, step).await);
+        }
+    }
+    assert_eq!(out, before);
+    // Steps the rollups cannot serve exactly (30 s, or a start off the minute) read raw
+    // samples: none left.
+    let raw = store
+        .range_step(&key("leaf1"), &path("/c"), T0 + S, T0 + DAY - 1, HOUR)
+        .await
+        .expect("step");
+    assert!(raw.iter().all(|b| b.stats.is_none()));
+    // 91 days on, the minutes are gone too; 2 years on, the hours.
+    store
+        .maintain(T0 + 91 * DAY, &retention)
+        .await
+        .expect("expire minutes");
+    assert!(steps("/c", 60 * S).await.iter().all(|b| b.stats.is_none()));
+    assert_eq!(steps("/c", HOUR).await, before[2]);
+    store
+        .maintain(T0 + 762 * DAY, &retention)
+        .await
+        .expect("expire hours");
+    assert!(steps("/c", HOUR).await.iter().all(|b| b.stats.is_none()));
 }
 
 pub(crate) async fn claims_never_go_back(store: Arc<dyn Store>) {

@@ -269,6 +269,16 @@ impl Family {
     }
 }
 
+/// How long after its key a row of `family` holds data: 0 for a sample, an hour for a
+/// block or a row of 1-minute rollups, a day for a row of 1-hour rollups.
+pub fn span_of(family: &Family) -> i64 {
+    match (family.table, family.resolution) {
+        ("samples", _) => 0,
+        (_, Resolution::Raw | Resolution::Minute) => HOUR_NS,
+        (_, Resolution::Hour) => DAY_NS,
+    }
+}
+
 /// The days whose raw sample partitions should exist at `now`: yesterday through
 /// `days_ahead` after today, but none whose data would already be expired.
 pub fn days_wanted(now: TimestampNs, retention: &Retention) -> Vec<i64> {
@@ -322,10 +332,16 @@ mod tests {
         // Cutoff is 7 days before noon: day today-7 still holds unexpired afternoon data.
         let gone = SAMPLES.expired(&existing, NOON, &r);
         assert_eq!(gone.len(), 93);
-        assert_eq!(gone.last().copied(), Some(&*SAMPLES.partition_name(today - 8)));
+        assert_eq!(
+            gone.last().copied(),
+            Some(&*SAMPLES.partition_name(today - 8))
+        );
         let gone = MINUTES.expired(&existing, NOON, &r);
         assert_eq!(gone.len(), 10);
-        assert_eq!(gone.last().copied(), Some(&*MINUTES.partition_name(today - 91)));
+        assert_eq!(
+            gone.last().copied(),
+            Some(&*MINUTES.partition_name(today - 91))
+        );
         // 730 days back from 2026-01-01 is 2024-01-02: December 2023 and older go.
         let gone = HOURS.expired(&existing, NOON, &r);
         assert_eq!(gone.first().copied(), Some("rollups_1h_p202312"));
@@ -345,7 +361,10 @@ mod tests {
     #[test]
     fn hours_are_sealed_after_the_compression_age_or_two_hours() {
         let r = Retention::default();
-        assert_eq!(r.seal_before(NOON + 59 * 60 * 1_000_000_000), NOON - 2 * HOUR_NS);
+        assert_eq!(
+            r.seal_before(NOON + 59 * 60 * 1_000_000_000),
+            NOON - 2 * HOUR_NS
+        );
         let off = Retention {
             compress_after: None,
             ..r

@@ -230,6 +230,19 @@ impl PgStore {
         } else {
             schema::check(&MIGRATOR, &applied(&pool).await?, true)?;
         }
+        // TimescaleDB is detected and said, not used (ADR-0012): the same partitioned
+        // tables, rollups and blocks serve both.
+        let timescale: Option<String> =
+            sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+                .fetch_optional(&pool)
+                .await?;
+        if let Some(version) = timescale {
+            tracing::info!(
+                %version,
+                "TimescaleDB is installed in this database; netpulse uses its own partitions, \
+                 rollups and compression on it as on plain PostgreSQL"
+            );
+        }
         Ok(Self {
             pool,
             ids: IdCache::default(),
@@ -238,8 +251,6 @@ impl PgStore {
     }
 }
 
-/// Resolves the device and series ids of a batch's series, creating missing rows.
-/// `known` holds what the cache knew, one entry per series.
 /// A series as queries need it.
 #[derive(Debug, Clone)]
 struct SeriesRef {
@@ -329,6 +340,8 @@ impl PgStore {
     }
 }
 
+/// Resolves the device and series ids of a batch's series, creating missing rows.
+/// `known` holds what the cache knew, one entry per series.
 async fn resolve_ids(
     conn: &mut PgConnection,
     series: &[SeriesKey<'_>],
@@ -743,33 +756,51 @@ impl Store for PgStore {
         let Some(series) = self.series_of(device, path).await? else {
             return Ok(stepper.finish());
         };
-        for (source, start, end) in rollup::plan(from, to, step, series.coverage) {
-            let (table, key, width) = match source {
-                Source::Raw => {
-                    for point in self.points(&series, start, end - 1).await? {
-                        stepper.point(point.ts, &point.value);
+        // The spans are read concurrently (each on its own pooled connection) and folded
+        // in time order.
+        enum Read {
+            Points(Vec<Point>),
+            Aggregates(Vec<rollup::Aggregate>),
+        }
+        let series = &series;
+        let reads = rollup::plan(from, to, step, series.coverage)
+            .into_iter()
+            .map(|(source, start, end)| async move {
+                let (table, key, width) = match source {
+                    Source::Raw => {
+                        return Ok(Read::Points(self.points(series, start, end - 1).await?));
                     }
-                    continue;
+                    Source::Minutes => ("rollups_1m", "hour", maintenance::HOUR_NS),
+                    Source::Hours => ("rollups_1h", "day", maintenance::DAY_NS),
+                };
+                // A row holds the aggregates of the hour (day) starting at its key.
+                let rows: Vec<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT data FROM {table} \
+                     WHERE series_id = $1 AND {key} >= $2 AND {key} < $3 ORDER BY {key}"
+                )))
+                .bind(series.id)
+                .bind(timestamptz(to_us(start.div_euclid(width) * width)))
+                .bind(timestamptz(to_us(end)))
+                .fetch_all(&self.pool)
+                .await?;
+                let mut aggregates = Vec::new();
+                for data in rows {
+                    let decoded = rollup::decode(&data).map_err(|e| {
+                        Error::Corrupt(format!("{table} row of series {}: {e}", series.id))
+                    })?;
+                    aggregates.extend(
+                        decoded
+                            .into_iter()
+                            .filter(|a| a.start >= start && a.start < end),
+                    );
                 }
-                Source::Minutes => ("rollups_1m", "hour", maintenance::HOUR_NS),
-                Source::Hours => ("rollups_1h", "day", maintenance::DAY_NS),
-            };
-            // A row holds the aggregates of the hour (day) starting at its key.
-            let rows: Vec<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT data FROM {table} WHERE series_id = $1 AND {key} >= $2 AND {key} < $3 \
-                 ORDER BY {key}"
-            )))
-            .bind(series.id)
-            .bind(timestamptz(to_us(start.div_euclid(width) * width)))
-            .bind(timestamptz(to_us(end)))
-            .fetch_all(&self.pool)
-            .await?;
-            for data in rows {
-                let aggregates = rollup::decode(&data).map_err(|e| {
-                    Error::Corrupt(format!("{table} row of series {}: {e}", series.id))
-                })?;
-                for a in aggregates.iter().filter(|a| a.start >= start && a.start < end) {
-                    stepper.aggregate(a);
+                Ok::<_, Error>(Read::Aggregates(aggregates))
+            });
+        for read in futures::future::try_join_all(reads).await? {
+            match read {
+                Read::Points(points) => points.iter().for_each(|p| stepper.point(p.ts, &p.value)),
+                Read::Aggregates(aggregates) => {
+                    aggregates.iter().for_each(|a| stepper.aggregate(a))
                 }
             }
         }
@@ -947,24 +978,21 @@ async fn maintain_locked(
             report.dropped.push(name.to_owned());
         }
         // The default partition keeps what no period was prepared for: its expired rows
-        // are deleted. A row's key is the start of what it holds: an hour for blocks and
-        // minutes, a day for hours.
+        // are deleted. A row holds what starts at its key and lasts `span`: it expires
+        // once all of that is older than the cutoff.
         let (table, key) = (family.table, family.key);
-        let span = match family.resolution {
-            maintenance::Resolution::Raw if family.table == "samples" => 0,
-            maintenance::Resolution::Raw | maintenance::Resolution::Minute => {
-                maintenance::HOUR_NS
-            }
-            maintenance::Resolution::Hour => maintenance::DAY_NS,
+        let span = maintenance::span_of(family);
+        let cutoff = retention.cutoff_of(family, now);
+        let sql = if span == 0 {
+            format!("DELETE FROM {table}_default WHERE {key} < $1")
+        } else {
+            format!("DELETE FROM {table}_default WHERE {key} <= $1")
         };
-        let cutoff = retention.cutoff_of(family, now).saturating_sub(span);
-        report.deleted += sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {table}_default WHERE {key} < $1"
-        )))
-        .bind(timestamptz(to_us(cutoff)))
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+        report.deleted += sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(timestamptz(to_us(cutoff - span)))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
     }
     report.dropped.sort();
     Ok(report)
@@ -1073,17 +1101,16 @@ async fn seal(
         }
         let mut tx = conn.begin().await?;
         let numeric = "ts >= $1 AND ts < $2 AND value IS NOT NULL AND value_text IS NULL";
-        let mut rows: Vec<(i64, DateTime<Utc>, f64)> = sqlx::query_as(sqlx::AssertSqlSafe(
-            if compress {
+        let mut rows: Vec<(i64, DateTime<Utc>, f64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(if compress {
                 format!("DELETE FROM samples WHERE {numeric} RETURNING series_id, ts, value")
             } else {
                 format!("SELECT series_id, ts, value FROM samples WHERE {numeric}")
-            },
-        ))
-        .bind(timestamptz(hour))
-        .bind(timestamptz(hour + hour_us))
-        .fetch_all(&mut *tx)
-        .await?;
+            }))
+            .bind(timestamptz(hour))
+            .bind(timestamptz(hour + hour_us))
+            .fetch_all(&mut *tx)
+            .await?;
         rows.sort_unstable_by_key(|(id, ts, _)| (*id, *ts));
         let mut ids = Vec::new();
         let (mut firsts, mut lasts, mut last_values, mut blocks) = (vec![], vec![], vec![], vec![]);
@@ -1094,12 +1121,10 @@ async fn seal(
                 .iter()
                 .map(|(_, ts, v)| Ok((from_timestamptz(*ts)?, *v)))
                 .collect::<Result<_>>()?;
-            let aggregates = rollup::aggregate(&points, rollup::MINUTE_NS);
-            report.rolled_up_minutes += aggregates.len() as u64;
-            minutes.push(
-                rollup::encode(&aggregates)
-                    .map_err(|e| Error::Corrupt(format!("rollup of series {id}: {e}")))?,
-            );
+            let (row, n) = rollup::hour_row(&points)
+                .map_err(|e| Error::Corrupt(format!("rollup of series {id}: {e}")))?;
+            report.rolled_up_minutes += n;
+            minutes.push(row);
             ids.push(id);
             if compress {
                 blocks.push(
@@ -1182,42 +1207,26 @@ async fn roll_up_day(tx: &mut PgConnection, day: TimestampNs) -> Result<u64> {
     .bind(timestamptz(to_us(day)))
     .bind(timestamptz(to_us(day + maintenance::DAY_NS)))
     .fetch(&mut *tx);
-    let (mut ids, mut days) = (Vec::new(), Vec::new());
-    let mut written = 0;
-    let mut current: Option<(i64, Vec<rollup::Aggregate>)> = None;
-    let mut finish = |current: Option<(i64, Vec<rollup::Aggregate>)>| -> Result<()> {
-        if let Some((id, minutes)) = current {
-            let hours = rollup::coarsen(&minutes, rollup::HOUR_NS);
-            written += hours.len() as u64;
-            ids.push(id);
-            days.push(
-                rollup::encode(&hours)
-                    .map_err(|e| Error::Corrupt(format!("rollup of series {id}: {e}")))?,
-            );
-        }
-        Ok(())
+    let mut day_rollup = rollup::DayRollup::default();
+    let corrupt = |(id, e): (i64, crate::block::BlockError)| {
+        Error::Corrupt(format!("rollup of series {id}: {e}"))
     };
     while let Some((id, data)) = rows.try_next().await? {
-        let minutes = rollup::decode(&data)
-            .map_err(|e| Error::Corrupt(format!("rollup of series {id}: {e}")))?;
-        match &mut current {
-            Some((current_id, all)) if *current_id == id => all.extend(minutes),
-            _ => finish(current.replace((id, minutes)))?,
-        }
+        day_rollup.push(id, &data).map_err(corrupt)?;
     }
-    finish(current)?;
     drop(rows);
+    let day_rollup = day_rollup.finish().map_err(corrupt)?;
     sqlx::query(
         "INSERT INTO rollups_1h (series_id, day, data) \
          SELECT u.id, $2, u.data FROM unnest($1::bigint[], $3::bytea[]) AS u (id, data) \
          ON CONFLICT (series_id, day) DO UPDATE SET data = excluded.data",
     )
-    .bind(&ids)
+    .bind(&day_rollup.ids)
     .bind(timestamptz(to_us(day)))
-    .bind(&days)
+    .bind(&day_rollup.rows)
     .execute(&mut *tx)
     .await?;
-    Ok(written)
+    Ok(day_rollup.hours)
 }
 
 /// The points of a series' blocks overlapping `[from_us, to_us]`, inside it.
@@ -1785,7 +1794,9 @@ mod server_tests {
             let report = expire(t0 + 8 * day).await;
             assert!(
                 report.dropped.contains(&"samples_p20260101".to_owned())
-                    && report.dropped.contains(&"sample_blocks_p20260101".to_owned()),
+                    && report
+                        .dropped
+                        .contains(&"sample_blocks_p20260101".to_owned()),
                 "{report:?}"
             );
             assert!(read("/c").await.is_empty(), "raw samples expired");

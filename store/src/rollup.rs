@@ -18,14 +18,19 @@
 //!
 //! ```text
 //! u8      version (1)
-//! 7 x     varint byte length, then a block (crate::block) of the aggregates' starts
-//!         with, in this order: count, min, max, sum, first, last, increase
+//! u8      columns left out because they follow from others in every bucket:
+//!         bit 0 min (= first), bit 1 max (= last), bit 2 increase (= last - first)
+//! n x     for each column present, in this order: count, min, max, sum, first, last,
+//!         increase: varint byte length, then a block (crate::block) of the aggregates'
+//!         starts with that column's values
 //! ```
 //!
-//! Seven blocks repeat the timestamps, which cost next to nothing (bucket starts are a
+//! The blocks repeat the timestamps, which cost next to nothing (bucket starts are a
 //! regular grid: zero-width residuals); in exchange each column gets the block codec's
-//! choice of integer or XOR coding (counts and a counter's first/last/min/max are
-//! integers with a steady slope, a gauge's sum is not).
+//! choice of integer or XOR coding (counts and a counter's first/last are integers with
+//! a steady slope, a gauge's sum is not). A counter that neither resets nor wraps within
+//! a minute has min = first, max = last and increase = last - first: three of its seven
+//! columns are left out (compared bit for bit, so decoding gives the same aggregates).
 
 use model::TimestampNs;
 
@@ -117,6 +122,58 @@ pub fn coarsen(fine: &[Aggregate], width: i64) -> Vec<Aggregate> {
     out
 }
 
+/// The 1-minute row of one series' sealed hour: its points (sorted, numeric) rolled up
+/// and packed; with the number of aggregates.
+pub fn hour_row(points: &[(TimestampNs, f64)]) -> Result<(Vec<u8>, u64), BlockError> {
+    let minutes = aggregate(points, MINUTE_NS);
+    Ok((encode(&minutes)?, minutes.len() as u64))
+}
+
+/// Builds the 1-hour rows of one UTC day from its 1-minute rows, fed in (series, hour)
+/// order.
+#[derive(Debug, Default)]
+pub struct DayRollup {
+    current: Option<(i64, Vec<Aggregate>)>,
+    /// Series with a 1-hour row, in the order fed.
+    pub ids: Vec<i64>,
+    /// Their 1-hour rows.
+    pub rows: Vec<Vec<u8>>,
+    /// Hourly aggregates in all rows.
+    pub hours: u64,
+}
+
+impl DayRollup {
+    /// The next 1-minute row; a corrupt one is an error naming its series.
+    pub fn push(&mut self, id: i64, minutes: &[u8]) -> Result<(), (i64, BlockError)> {
+        let minutes = decode(minutes).map_err(|e| (id, e))?;
+        match &mut self.current {
+            Some((current, all)) if *current == id => all.extend(minutes),
+            _ => {
+                let done = self.current.replace((id, minutes));
+                self.close(done)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows of every series fed.
+    pub fn finish(mut self) -> Result<Self, (i64, BlockError)> {
+        let done = self.current.take();
+        self.close(done)?;
+        Ok(self)
+    }
+
+    fn close(&mut self, done: Option<(i64, Vec<Aggregate>)>) -> Result<(), (i64, BlockError)> {
+        if let Some((id, minutes)) = done {
+            let hours = coarsen(&minutes, HOUR_NS);
+            self.hours += hours.len() as u64;
+            self.rows.push(encode(&hours).map_err(|e| (id, e))?);
+            self.ids.push(id);
+        }
+        Ok(())
+    }
+}
+
 /// Nanoseconds per UTC day.
 const DAY_NS: i64 = 24 * HOUR_NS;
 
@@ -186,23 +243,53 @@ pub fn plan(
 /// The columns of a rollup block, in their order.
 const COLUMNS: usize = 7;
 
+/// Column indexes of those that may be left out, and their bit in the flags byte.
+const MIN: usize = 1;
+const MAX: usize = 2;
+const INCREASE: usize = 6;
+const DERIVED: [(usize, u8); 3] = [(MIN, 1), (MAX, 2), (INCREASE, 4)];
+
+/// Column `i` of an aggregate.
+fn column(a: &Aggregate, i: usize) -> f64 {
+    match i {
+        0 => a.count as f64,
+        MIN => a.min,
+        MAX => a.max,
+        3 => a.sum,
+        4 => a.first,
+        5 => a.last,
+        _ => a.increase,
+    }
+}
+
+/// What column `i` is when it is left out.
+fn derived(a: &Aggregate, i: usize) -> f64 {
+    match i {
+        MIN => a.first,
+        MAX => a.last,
+        _ => a.last - a.first,
+    }
+}
+
 /// Packs aggregates (oldest first, strictly increasing starts, at least one).
 pub fn encode(aggregates: &[Aggregate]) -> Result<Vec<u8>, BlockError> {
-    let column = |f: fn(&Aggregate) -> f64| -> Vec<(TimestampNs, f64)> {
-        aggregates.iter().map(|a| (a.start, f(a))).collect()
-    };
-    let columns: [fn(&Aggregate) -> f64; COLUMNS] = [
-        |a| a.count as f64,
-        |a| a.min,
-        |a| a.max,
-        |a| a.sum,
-        |a| a.first,
-        |a| a.last,
-        |a| a.increase,
-    ];
-    let mut out = vec![VERSION];
-    for f in columns {
-        let bytes = block::encode(&column(f))?;
+    let mut omitted = 0u8;
+    for (i, bit) in DERIVED {
+        if aggregates
+            .iter()
+            .all(|a| column(a, i).to_bits() == derived(a, i).to_bits())
+        {
+            omitted |= bit;
+        }
+    }
+    let mut out = vec![VERSION, omitted];
+    for i in 0..COLUMNS {
+        if DERIVED.iter().any(|&(c, bit)| c == i && omitted & bit != 0) {
+            continue;
+        }
+        let values: Vec<(TimestampNs, f64)> =
+            aggregates.iter().map(|a| (a.start, column(a, i))).collect();
+        let bytes = block::encode(&values)?;
         block::push_varint(&mut out, bytes.len() as u64);
         out.extend_from_slice(&bytes);
     }
@@ -215,26 +302,36 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Aggregate>, BlockError> {
     if version != VERSION {
         return Err(BlockError::UnknownVersion(version));
     }
-    let mut pos = 1;
-    let mut columns: Vec<Vec<(TimestampNs, f64)>> = Vec::with_capacity(COLUMNS);
-    for _ in 0..COLUMNS {
+    let omitted = *bytes.get(1).ok_or(BlockError::Truncated)?;
+    if omitted & !7 != 0 {
+        return Err(BlockError::Corrupt("unknown columns left out"));
+    }
+    let mut pos = 2;
+    let mut columns: Vec<Option<Vec<(TimestampNs, f64)>>> = Vec::with_capacity(COLUMNS);
+    for i in 0..COLUMNS {
+        if DERIVED.iter().any(|&(c, bit)| c == i && omitted & bit != 0) {
+            columns.push(None);
+            continue;
+        }
         let len = usize::try_from(block::read_varint(bytes, &mut pos)?)
             .map_err(|_| BlockError::Corrupt("column length beyond memory"))?;
         let end = pos.checked_add(len).ok_or(BlockError::Truncated)?;
         let column = bytes.get(pos..end).ok_or(BlockError::Truncated)?;
-        columns.push(block::decode(column)?);
+        columns.push(Some(block::decode(column)?));
         pos = end;
     }
     if pos != bytes.len() {
         return Err(BlockError::Corrupt("bytes after the last column"));
     }
-    let counts = &columns[0];
+    let counts = columns[0].as_deref().unwrap_or_default();
     if columns
         .iter()
+        .flatten()
         .any(|c| c.len() != counts.len() || c.iter().zip(counts).any(|(a, b)| a.0 != b.0))
     {
         return Err(BlockError::Corrupt("columns of different buckets"));
     }
+    let value = |c: usize, i: usize| columns[c].as_ref().map(|c| c[i].1);
     counts
         .iter()
         .enumerate()
@@ -242,16 +339,20 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Aggregate>, BlockError> {
             if !(count >= 1.0 && count.fract() == 0.0 && count < 2f64.powi(53)) {
                 return Err(BlockError::Corrupt("count is no positive integer"));
             }
-            Ok(Aggregate {
+            let mut a = Aggregate {
                 start,
                 count: count as u64,
-                min: columns[1][i].1,
-                max: columns[2][i].1,
-                sum: columns[3][i].1,
-                first: columns[4][i].1,
-                last: columns[5][i].1,
-                increase: columns[6][i].1,
-            })
+                min: 0.0,
+                max: 0.0,
+                sum: value(3, i).unwrap_or_default(),
+                first: value(4, i).unwrap_or_default(),
+                last: value(5, i).unwrap_or_default(),
+                increase: 0.0,
+            };
+            a.min = value(MIN, i).unwrap_or_else(|| derived(&a, MIN));
+            a.max = value(MAX, i).unwrap_or_else(|| derived(&a, MAX));
+            a.increase = value(INCREASE, i).unwrap_or_else(|| derived(&a, INCREASE));
+            Ok(a)
         })
         .collect()
 }
@@ -394,7 +495,10 @@ mod tests {
             plan(T0 + D + 1, now, HOUR_NS, cov),
             vec![(Raw, T0 + D + 1, now + 1)]
         );
-        assert_eq!(plan(T0, now, 10 * 1_000_000_000, cov), vec![(Raw, T0, now + 1)]);
+        assert_eq!(
+            plan(T0, now, 10 * 1_000_000_000, cov),
+            vec![(Raw, T0, now + 1)]
+        );
         assert_eq!(plan(T0, now, HOUR_NS, None), vec![(Raw, T0, now + 1)]);
         // Ending inside the coverage: the last, partial minute is raw.
         let to = T0 + D + 30 * MINUTE_NS + 5;
@@ -418,10 +522,30 @@ mod tests {
         let minutes = aggregate(&points, MINUTE_NS);
         let bytes = encode(&minutes).expect("encodes");
         assert_eq!(decode(&bytes).expect("decodes"), minutes);
-        // 60 minutes of 7 columns: well under a raw row per sample (~40 bytes).
-        assert!(bytes.len() < 60 * 7 * 4, "{} bytes", bytes.len());
+        // 60 minutes of a steady counter: 4 columns, under 4 bytes per minute (209 bytes
+        // when written).
+        assert_eq!(bytes[1], 7, "min, max and increase left out");
+        assert!(bytes.len() < 240, "{} bytes", bytes.len());
+        // A steady counter leaves min, max and increase out; a reset keeps them.
+        let steady = encode(&minutes[..10]).expect("encodes");
+        assert_eq!(steady[1], 7);
+        let mut bumpy = minutes[..10].to_vec();
+        bumpy[3].min -= 1.0;
+        bumpy[5].increase += 1.0;
+        let bumpy_bytes = encode(&bumpy).expect("encodes");
+        assert_eq!(bumpy_bytes[1], 2, "max only");
+        assert_eq!(decode(&bumpy_bytes).expect("decodes"), bumpy);
+        let mut unknown = steady.clone();
+        unknown[1] = 8;
+        assert_eq!(
+            decode(&unknown),
+            Err(BlockError::Corrupt("unknown columns left out"))
+        );
         let one = &minutes[..1];
-        assert_eq!(decode(&encode(one).expect("encodes")).expect("decodes"), one);
+        assert_eq!(
+            decode(&encode(one).expect("encodes")).expect("decodes"),
+            one
+        );
         assert_eq!(encode(&[]), Err(BlockError::Empty));
     }
 
@@ -442,14 +566,15 @@ mod tests {
         assert_eq!(decode(&newer), Err(BlockError::UnknownVersion(2)));
         // A count column from other buckets.
         let other = encode(&aggregate(&counter(2)[360..], MINUTE_NS)).expect("encodes");
-        let mut mixed = vec![VERSION];
+        assert_eq!(other[1], bytes[1], "the same columns left out");
+        let mut mixed = vec![VERSION, bytes[1]];
         let first_len = |b: &[u8]| {
-            let mut pos = 1;
+            let mut pos = 2;
             let len = block::read_varint(b, &mut pos).expect("varint") as usize;
             (pos, len)
         };
         let (pos, len) = first_len(&other);
-        mixed.extend_from_slice(&other[1..pos + len]);
+        mixed.extend_from_slice(&other[2..pos + len]);
         let (pos, len) = first_len(&bytes);
         mixed.extend_from_slice(&bytes[pos + len..]);
         assert_eq!(

@@ -16,6 +16,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::cache::{IdCache, Known};
 use crate::codec::{self, Batch, Kind, SeriesKey};
+use crate::maintenance::{self, span_of};
 use crate::schema::{self, Applied};
 use crate::{
     Claim, DeviceInfo, DeviceSummary, Error, Fence, HealthReport, MaintenanceReport,
@@ -450,38 +451,58 @@ impl Store for SqliteStore {
         from: TimestampNs,
         to: TimestampNs,
     ) -> Result<Vec<Point>> {
-        if from > to {
-            return Ok(Vec::new());
+        match self.series_of(device, path).await? {
+            Some((id, kind, _)) => self.points(id, kind, from, to).await,
+            None => Ok(Vec::new()),
         }
-        let series: Option<(i64, String)> = sqlx::query_as(
-            "SELECT s.id, s.kind FROM series s JOIN devices d ON d.id = s.device_id \
-             WHERE d.name = ?1 AND s.path = ?2",
-        )
-        .bind(device.as_str())
-        .bind(path.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((series_id, kind)) = series else {
-            return Ok(Vec::new());
+    }
+
+    async fn range_step(
+        &self,
+        device: &DeviceKey,
+        path: &Path,
+        from: TimestampNs,
+        to: TimestampNs,
+        step: i64,
+    ) -> Result<Vec<crate::Bucket>> {
+        use crate::rollup::{self, Source};
+        let mut stepper = crate::step::Stepper::new(from, to, step)?;
+        let Some((id, kind, coverage)) = self.series_of(device, path).await? else {
+            return Ok(stepper.finish());
         };
-        let kind = Kind::parse(&kind)?;
-        let rows: Vec<(i64, Option<f64>, Option<String>)> = sqlx::query_as(
-            "SELECT ts, value, value_text FROM samples \
-             WHERE series_id = ?1 AND ts >= ?2 AND ts <= ?3 ORDER BY ts",
-        )
-        .bind(series_id)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(ts, value, text)| {
-                Ok(Point {
-                    ts,
-                    value: codec::decode(kind, value, text)?,
-                })
-            })
-            .collect()
+        for (source, start, end) in rollup::plan(from, to, step, coverage) {
+            let (table, key, width) = match source {
+                Source::Raw => {
+                    for p in self.points(id, kind, start, end - 1).await? {
+                        stepper.point(p.ts, &p.value);
+                    }
+                    continue;
+                }
+                Source::Minutes => ("rollups_1m", "hour", rollup::HOUR_NS),
+                Source::Hours => ("rollups_1h", "day", maintenance::DAY_NS),
+            };
+            // A row holds the aggregates of the hour (day) starting at its key.
+            let rows: Vec<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT data FROM {table} WHERE series_id = ?1 AND {key} >= ?2 AND {key} < ?3 \
+                 ORDER BY {key}"
+            )))
+            .bind(id)
+            .bind(start.div_euclid(width) * width)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await?;
+            for data in rows {
+                let aggregates = rollup::decode(&data)
+                    .map_err(|e| Error::Corrupt(format!("{table} row of series {id}: {e}")))?;
+                for a in aggregates
+                    .iter()
+                    .filter(|a| a.start >= start && a.start < end)
+                {
+                    stepper.aggregate(a);
+                }
+            }
+        }
+        Ok(stepper.finish())
     }
 
     async fn top_rates(&self, query: &crate::TopRates) -> Result<Vec<crate::SeriesRate>> {
@@ -557,17 +578,186 @@ impl Store for SqliteStore {
     }
 
     async fn maintain(&self, now: TimestampNs, retention: &Retention) -> Result<MaintenanceReport> {
-        // No partitions here: expired rows are deleted. SQLite serializes writers, so
-        // two processes running this at once only repeat a cheap DELETE.
-        let deleted = sqlx::query("DELETE FROM samples WHERE ts < ?1")
-            .bind(retention.cutoff(now))
+        // No partitions here: expired rows are deleted. SQLite serializes writers, so two
+        // processes running this at once seal an hour once (each hour is one write
+        // transaction that re-reads the progress) and repeat cheap DELETEs. Every table
+        // is keyed by (series, time): `series_id IN (SELECT id FROM series)` makes each
+        // statement a range read per series rather than a scan of the whole table.
+        let mut report = MaintenanceReport::default();
+        self.seal(now, retention, &mut report).await?;
+        // A row holds what starts at its key and lasts `span`: it expires once all of that
+        // is older than the cutoff.
+        for family in [
+            maintenance::SAMPLES,
+            maintenance::MINUTES,
+            maintenance::HOURS,
+        ] {
+            let (table, key) = (family.table, family.key);
+            let bound = retention.cutoff_of(&family, now) - (span_of(&family) - 1).max(0);
+            report.deleted += sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE series_id IN (SELECT id FROM series) AND {key} < ?1"
+            )))
+            .bind(bound)
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(MaintenanceReport {
-            deleted,
-            ..MaintenanceReport::default()
+        }
+        Ok(report)
+    }
+}
+
+impl SqliteStore {
+    /// The id and kind of the series of `device` at `path`, and which hours have
+    /// rollups, if the series exists.
+    async fn series_of(
+        &self,
+        device: &DeviceKey,
+        path: &Path,
+    ) -> Result<Option<(i64, Kind, Option<crate::rollup::Coverage>)>> {
+        let row: Option<(i64, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT s.id, s.kind, p.rolled_up_from, p.done_until \
+             FROM series s JOIN devices d ON d.id = s.device_id \
+             LEFT JOIN seal_progress p ON true \
+             WHERE d.name = ?1 AND s.path = ?2",
+        )
+        .bind(device.as_str())
+        .bind(path.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(id, kind, from, until)| {
+            let coverage = match (from, until) {
+                (Some(from), Some(until)) if from < until => {
+                    Some(crate::rollup::Coverage { from, until })
+                }
+                _ => None,
+            };
+            Ok((id, Kind::parse(&kind)?, coverage))
         })
+        .transpose()
+    }
+
+    /// The points of series `id` with `from <= ts <= to`, oldest first.
+    async fn points(
+        &self,
+        id: i64,
+        kind: Kind,
+        from: TimestampNs,
+        to: TimestampNs,
+    ) -> Result<Vec<Point>> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64, Option<f64>, Option<String>)> = sqlx::query_as(
+            "SELECT ts, value, value_text FROM samples \
+             WHERE series_id = ?1 AND ts >= ?2 AND ts <= ?3 ORDER BY ts",
+        )
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(ts, value, text)| {
+                Ok(Point {
+                    ts,
+                    value: codec::decode(kind, value, text)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Seals whole hours before [`Retention::seal_before`] into rollups, as PostgreSQL
+    /// does (see `postgres::seal`) but without compressed blocks: raw samples stay.
+    async fn seal(
+        &self,
+        now: TimestampNs,
+        retention: &Retention,
+        report: &mut MaintenanceReport,
+    ) -> Result<()> {
+        use crate::rollup::{self, HOUR_NS};
+        let before = retention.seal_before(now);
+        let oldest_kept = retention.cutoff(now).div_euclid(HOUR_NS) * HOUR_NS;
+        for _ in 0..maintenance::MAX_HOURS_PER_RUN {
+            let mut tx = self.pool.begin().await?;
+            let progress: Option<(i64, i64)> =
+                sqlx::query_as("SELECT rolled_up_from, done_until FROM seal_progress")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let hour = progress
+                .map_or(before - maintenance::MAX_HOURS_PER_RUN * HOUR_NS, |p| p.1)
+                .max(oldest_kept);
+            if hour + HOUR_NS > before {
+                break;
+            }
+            let rolled_up_from = progress.map_or(hour, |p| p.0);
+            let rows: Vec<(i64, i64, f64)> = sqlx::query_as(
+                "SELECT series_id, ts, value FROM samples \
+                 WHERE series_id IN (SELECT id FROM series) AND ts >= ?1 AND ts < ?2 \
+                   AND value IS NOT NULL AND value_text IS NULL \
+                 ORDER BY series_id, ts",
+            )
+            .bind(hour)
+            .bind(hour + HOUR_NS)
+            .fetch_all(&mut *tx)
+            .await?;
+            for series in rows.chunk_by(|a, b| a.0 == b.0) {
+                let id = series[0].0;
+                let points: Vec<(i64, f64)> = series.iter().map(|&(_, ts, v)| (ts, v)).collect();
+                let (row, n) = rollup::hour_row(&points)
+                    .map_err(|e| Error::Corrupt(format!("rollup of series {id}: {e}")))?;
+                report.rolled_up_minutes += n;
+                sqlx::query(
+                    "INSERT OR REPLACE INTO rollups_1m (series_id, hour, data) VALUES (?1, ?2, ?3)",
+                )
+                .bind(id)
+                .bind(hour)
+                .bind(row)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if (hour + HOUR_NS).rem_euclid(maintenance::DAY_NS) == 0 {
+                let day = hour + HOUR_NS - maintenance::DAY_NS;
+                let minutes: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                    "SELECT series_id, data FROM rollups_1m \
+                     WHERE series_id IN (SELECT id FROM series) AND hour >= ?1 AND hour < ?2 \
+                     ORDER BY series_id, hour",
+                )
+                .bind(day)
+                .bind(day + maintenance::DAY_NS)
+                .fetch_all(&mut *tx)
+                .await?;
+                let corrupt = |(id, e): (i64, crate::block::BlockError)| {
+                    Error::Corrupt(format!("rollup of series {id}: {e}"))
+                };
+                let mut day_rollup = rollup::DayRollup::default();
+                for (id, data) in &minutes {
+                    day_rollup.push(*id, data).map_err(corrupt)?;
+                }
+                let day_rollup = day_rollup.finish().map_err(corrupt)?;
+                for (id, row) in day_rollup.ids.iter().zip(&day_rollup.rows) {
+                    sqlx::query("INSERT OR REPLACE INTO rollups_1h (series_id, day, data) VALUES (?1, ?2, ?3)")
+                        .bind(id)
+                        .bind(day)
+                        .bind(row)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                report.rolled_up_hours += day_rollup.hours;
+            }
+            sqlx::query(
+                "INSERT INTO seal_progress (singleton, rolled_up_from, done_until) \
+                 VALUES (1, ?1, ?2) \
+                 ON CONFLICT (singleton) DO UPDATE SET rolled_up_from = excluded.rolled_up_from, \
+                 done_until = excluded.done_until",
+            )
+            .bind(rolled_up_from)
+            .bind(hour + HOUR_NS)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            report.compressed_hours += 1;
+        }
+        Ok(())
     }
 }
 
