@@ -147,9 +147,11 @@ pub struct PointJson {
 /// `GET /api/v1/devices/{name}/series?path=...&from=...&to=...[&step=...]`
 ///
 /// Without `step`: the stored points. With `step` (a duration such as `60s` or `1h`):
-/// one bucket per step from `from`, each `{start, stats}` where `stats` is `null` for a
-/// gap, else `{count, min, max, avg, last, increase}` (increase: counter growth within
-/// the step, resets counted as in Prometheus).
+/// one bucket per step from `from` rounded down to a multiple of the step (buckets start
+/// on whole steps, as in Grafana, so that sealed hours are read from their rollups), each
+/// `{start, stats}` where `stats` is `null` for a gap, else `{count, min, max, avg, last,
+/// increase}` (increase: counter growth within the step, resets counted as in
+/// Prometheus).
 pub async fn series(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
@@ -181,6 +183,11 @@ pub async fn series(
             .map_err(|e| Error::BadRequest(format!("step: {e}")))?
             .as_nanos();
         let step = i64::try_from(step).map_err(|_| Error::BadRequest("step too long".into()))?;
+        let from = if step > 0 {
+            from.div_euclid(step) * step
+        } else {
+            from
+        };
         store::step::count(from, to, step).map_err(|e| Error::BadRequest(e.to_string()))?;
         let buckets = state.store.range_step(&key, &path, from, to, step).await?;
         let buckets: Vec<serde_json::Value> = buckets
