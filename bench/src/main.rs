@@ -136,50 +136,10 @@ enum Command {
         seed: u64,
     },
     /// Step-query latency with a fleet's worth of rollups in PostgreSQL (see `query.rs`).
-    Query {
-        /// Database to write to (migrated first; use a throwaway one).
-        #[arg(long)]
-        database_url: String,
-        /// Devices whose rollups the database holds (one written and sealed for real,
-        /// the rest copied from it).
-        #[arg(long, default_value_t = 10_000)]
-        devices: usize,
-        /// Days of 10 s samples of the written device.
-        #[arg(long, default_value_t = 7)]
-        days: u64,
-        /// Hours of 1-minute rollups copied to the rest of the fleet (1-hour rollups are
-        /// copied for all days).
-        #[arg(long, default_value_t = 24)]
-        fleet_minute_hours: u64,
-        /// Timed runs of each query (the median is printed).
-        #[arg(long, default_value_t = 20)]
-        runs: usize,
-        /// Seed of the simulated device.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
+    Query(query::Query),
     /// A week of a small fleet in the bundled SQLite file: size, maintenance and query
     /// times (see `single_node.rs`).
-    SingleNode {
-        /// SQLite file to create (must not exist).
-        #[arg(long)]
-        database: PathBuf,
-        /// Simulated devices (32 numeric series each).
-        #[arg(long, default_value_t = 20)]
-        devices: usize,
-        /// Days of samples.
-        #[arg(long, default_value_t = 7)]
-        days: u64,
-        /// Seconds between samples (`netpulse all` asks simulated devices for 2 s).
-        #[arg(long, default_value_t = 2)]
-        interval: u64,
-        /// Timed runs of each query (the median is printed).
-        #[arg(long, default_value_t = 20)]
-        runs: usize,
-        /// Seed of the simulated fleet.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
+    SingleNode(single_node::SingleNode),
     /// Time protobuf decoding of real Subscribe responses of one simulated device.
     Decode {
         /// Devices file written by `netpulse simulate --write-devices`.
@@ -700,36 +660,8 @@ fn main() -> anyhow::Result<()> {
             hours,
             seed,
         })),
-        Command::SingleNode {
-            database,
-            devices,
-            days,
-            interval,
-            runs,
-            seed,
-        } => runtime.block_on(single_node::run(&single_node::SingleNode {
-            database,
-            devices,
-            days,
-            interval_s: interval,
-            runs,
-            seed,
-        })),
-        Command::Query {
-            database_url,
-            devices,
-            days,
-            fleet_minute_hours,
-            runs,
-            seed,
-        } => runtime.block_on(query::run(&query::Query {
-            database_url,
-            devices,
-            days,
-            fleet_minute_hours,
-            runs,
-            seed,
-        })),
+        Command::SingleNode(cfg) => runtime.block_on(single_node::run(&cfg)),
+        Command::Query(cfg) => runtime.block_on(query::run(&cfg)),
         Command::Ingest {
             database_url,
             devices,

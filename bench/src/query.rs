@@ -25,13 +25,27 @@ use model::{DeviceKey, TimestampNs};
 use crate::blocks::{Shape, series_paths, write_device};
 
 /// Settings of `netpulse-bench query`.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct Query {
+    /// Database to write to (migrated first; use a throwaway one).
+    #[arg(long)]
     pub database_url: String,
+    /// Devices whose rollups the database holds (one written and sealed for real, the
+    /// rest copied from it).
+    #[arg(long, default_value_t = 10_000)]
     pub devices: usize,
+    /// Days of 10 s samples of the written device.
+    #[arg(long, default_value_t = 7)]
     pub days: u64,
+    /// Hours of 1-minute rollups copied to the rest of the fleet (1-hour rollups are
+    /// copied for all days).
+    #[arg(long, default_value_t = 24)]
     pub fleet_minute_hours: u64,
+    /// Timed runs of each query (the median is printed).
+    #[arg(long, default_value_t = 20)]
     pub runs: usize,
+    /// Seed of the simulated device.
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
 }
 

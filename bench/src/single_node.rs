@@ -17,13 +17,25 @@ use crate::blocks::{SMALL_DEVICE, Shape, series_paths, write_device};
 use crate::query::time_steps;
 
 /// Settings of `netpulse-bench single-node`.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct SingleNode {
+    /// SQLite file to create (must not exist).
+    #[arg(long)]
     pub database: std::path::PathBuf,
+    /// Simulated devices (32 numeric series each).
+    #[arg(long, default_value_t = 20)]
     pub devices: usize,
+    /// Days of samples.
+    #[arg(long, default_value_t = 7)]
     pub days: u64,
+    /// Seconds between samples (`netpulse all` asks simulated devices for 2 s).
+    #[arg(long = "interval", default_value_t = 2)]
     pub interval_s: u64,
+    /// Timed runs of each query (the median is printed).
+    #[arg(long, default_value_t = 20)]
     pub runs: usize,
+    /// Seed of the simulated fleet.
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
 }
 

@@ -353,11 +353,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// [`step`]). Refused with [`Error::Step`] for a non-positive step, `from > to` or
     /// more than [`step::MAX_BUCKETS`] buckets.
     ///
-    /// The default computes from the raw points of the range (SQLite). PostgreSQL reads
-    /// sealed hours from its 1-minute and 1-hour rollups where `from` and `step` are
-    /// multiples of an aggregate's width (see [`rollup::plan`]), with the same result up
-    /// to float rounding of sums, except that samples written into an hour after it was
-    /// sealed, and deletes inside sealed hours, are not in the aggregates.
+    /// The default computes from the raw points of the range (test doubles). Both
+    /// adapters read sealed hours from their 1-minute and 1-hour rollups where `from` and
+    /// `step` are multiples of an aggregate's width (see [`rollup::plan`]), with the same
+    /// result up to float rounding of sums, except that samples written into an hour
+    /// after it was sealed, and deletes inside sealed hours, are not in the aggregates.
     async fn range_step(
         &self,
         device: &DeviceKey,
