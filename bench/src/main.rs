@@ -22,6 +22,7 @@
 
 mod blocks;
 mod ingest;
+mod placement;
 mod query;
 mod single_node;
 
@@ -135,6 +136,8 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// The operator's placement on a fleet: plan time, moves on scale-out, balance.
+    Placement(placement::Placement),
     /// Step-query latency with a fleet's worth of rollups in PostgreSQL (see `query.rs`).
     Query(query::Query),
     /// A week of a small fleet in the bundled SQLite file: size, maintenance and query
@@ -660,6 +663,7 @@ fn main() -> anyhow::Result<()> {
             hours,
             seed,
         })),
+        Command::Placement(cfg) => placement::run(&cfg),
         Command::SingleNode(cfg) => runtime.block_on(single_node::run(&cfg)),
         Command::Query(cfg) => runtime.block_on(query::run(&cfg)),
         Command::Ingest {

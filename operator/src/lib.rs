@@ -5,6 +5,8 @@
 //! come with the controllers. It talks to the Kubernetes API only, and must not import the
 //! other role crates (`collector`, `web`, `simulator`).
 
+pub mod placement;
+
 use std::error::Error as StdError;
 use std::future::Future;
 use std::path::PathBuf;

@@ -1,0 +1,160 @@
+//! `netpulse-bench placement`: the operator's placement (`operator::placement::plan`) on a
+//! fleet: time to plan, writes for the initial placement, devices moved by a scale-out,
+//! balance. Pure computation, one thread.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use operator::placement::{Action, Collector, CollectorState, Device, Plan, Settings, plan};
+
+/// Settings of `netpulse-bench placement`.
+#[derive(Debug, clap::Args)]
+pub struct Placement {
+    /// Devices in the pool.
+    #[arg(long, default_value_t = 10_000)]
+    pub devices: usize,
+    /// Collector pods before the scale-out (one more after it).
+    #[arg(long, default_value_t = 20)]
+    pub collectors: usize,
+    /// Timed runs of each plan (the median is printed).
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+}
+
+fn pods(n: usize) -> Vec<Collector> {
+    (0..n)
+        .map(|i| Collector {
+            name: format!("netpulse-collector-7d9f8b6c5-{i:05}"),
+            state: CollectorState::Ready,
+        })
+        .collect()
+}
+
+/// Applies `plan` with every incoming collector synced at once; returns the owner
+/// changes.
+fn apply(devices: &mut [Device], plan: &Plan) -> usize {
+    let actions: std::collections::HashMap<&str, &Action> =
+        plan.actions.iter().map(|(k, a)| (k.as_str(), a)).collect();
+    let mut flips = 0;
+    for d in devices.iter_mut() {
+        match actions.get(d.key.as_str()) {
+            Some(Action::Assign { collector, epoch })
+            | Some(Action::CompleteHandoff {
+                to: collector,
+                epoch,
+            }) => {
+                d.owner = Some(collector.clone());
+                d.epoch = *epoch;
+                d.next = None;
+                flips += 1;
+            }
+            Some(Action::BeginHandoff { to }) => d.next = Some(to.clone()),
+            Some(Action::CancelHandoff) => d.next = None,
+            None => {}
+        }
+        d.next_synced = d.next.is_some();
+    }
+    flips
+}
+
+fn timed(
+    devices: &[Device],
+    collectors: &[Collector],
+    settings: &Settings,
+    runs: usize,
+) -> (Duration, Plan) {
+    let mut times = Vec::with_capacity(runs);
+    let mut last = Plan::default();
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        last = plan(devices, collectors, settings);
+        times.push(started.elapsed());
+    }
+    times.sort();
+    (times[times.len() / 2], last)
+}
+
+pub fn run(cfg: &Placement) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        cfg.devices > 0 && cfg.collectors > 0,
+        "need devices and collectors"
+    );
+    let settings = Settings {
+        max_handoffs: usize::MAX,
+        ..Settings::default()
+    };
+    let mut devices: Vec<Device> = (0..cfg.devices)
+        .map(|i| Device {
+            key: format!("network/leaf-{i:05}"),
+            weight: 1,
+            owner: None,
+            epoch: 0,
+            next: None,
+            next_synced: false,
+        })
+        .collect();
+    let before = pods(cfg.collectors);
+    let (initial_time, initial) = timed(&devices, &before, &settings, cfg.runs);
+    let initial_writes = initial.actions.len();
+    apply(&mut devices, &initial);
+    let (steady_time, steady) = timed(&devices, &before, &settings, cfg.runs);
+    anyhow::ensure!(
+        steady.actions.is_empty(),
+        "a settled pool should not change"
+    );
+    let load_ratio = |devices: &[Device], n: usize| {
+        let mut loads: BTreeMap<&str, u64> = BTreeMap::new();
+        for d in devices {
+            *loads.entry(d.owner.as_deref().unwrap_or("")).or_default() += 1;
+        }
+        let max = loads.values().copied().max().unwrap_or(0);
+        max as f64 / (devices.len() as f64 / n as f64)
+    };
+    let initial_ratio = load_ratio(&devices, cfg.collectors);
+
+    let after = pods(cfg.collectors + 1);
+    let owners: Vec<Option<String>> = devices.iter().map(|d| d.owner.clone()).collect();
+    let (scale_time, scale) = timed(&devices, &after, &settings, cfg.runs);
+    let handoffs = scale.actions.len();
+    apply(&mut devices, &scale);
+    // The second round flips the handoffs, the third must find nothing to do.
+    let flip = plan(&devices, &after, &settings);
+    apply(&mut devices, &flip);
+    anyhow::ensure!(
+        plan(&devices, &after, &settings).actions.is_empty(),
+        "the scale-out should settle in two rounds"
+    );
+    let moved = devices
+        .iter()
+        .zip(&owners)
+        .filter(|(d, o)| d.owner != **o)
+        .count();
+    let ideal = cfg.devices as f64 / (cfg.collectors + 1) as f64;
+    let scaled_ratio = load_ratio(&devices, cfg.collectors + 1);
+
+    // A pod lost: plan time and devices re-placed at once.
+    let mut lost = after.clone();
+    lost[0].state = CollectorState::Lost;
+    let (loss_time, loss) = timed(&devices, &lost, &settings, cfg.runs);
+    let reassigned = loss
+        .actions
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::Assign { .. }))
+        .count();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "placement devices={} collectors={} initial_plan_ms={:.2} initial_writes={initial_writes} \
+         steady_plan_ms={:.2} max_over_mean_load={initial_ratio:.3} \
+         scale_out_plan_ms={:.2} scale_out_handoffs={handoffs} scale_out_moved={moved} \
+         scale_out_ideal={ideal:.1} moved_over_ideal={:.3} max_over_mean_after={scaled_ratio:.3} \
+         loss_plan_ms={:.2} loss_reassigned={reassigned}",
+        cfg.devices,
+        cfg.collectors,
+        ms(initial_time),
+        ms(steady_time),
+        ms(scale_time),
+        moved as f64 / ideal,
+        ms(loss_time),
+    );
+    Ok(())
+}
