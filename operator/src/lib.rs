@@ -6,6 +6,7 @@
 //! other role crates (`collector`, `web`, `simulator`).
 
 pub mod placement;
+pub mod scaling;
 
 use std::error::Error as StdError;
 use std::future::Future;
