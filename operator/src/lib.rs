@@ -5,6 +5,7 @@
 //! come with the controllers. It talks to the Kubernetes API only, and must not import the
 //! other role crates (`collector`, `web`, `simulator`).
 
+pub mod devices;
 pub mod placement;
 pub mod scaling;
 
