@@ -102,43 +102,49 @@ pub struct Written {
     pub gone: usize,
 }
 
+/// Patches in flight at once: a failover re-places a pod's devices (hundreds) in a few
+/// round trips rather than one after the other. (kube's client shares one connection
+/// pool; the API server's priority and fairness queues what it cannot take.)
+pub const WRITE_CONCURRENCY: usize = 32;
+
 /// Writes `plan` (made from `devices`): one server-side apply of each changed Device's
-/// metadata, in plan order. Stops at the first error other than a Device deleted meanwhile,
-/// which the next reconcile retries from a fresh read.
+/// metadata, [`WRITE_CONCURRENCY`] at a time. A Device deleted meanwhile (404) is counted
+/// and skipped; the first other error is returned after the writes in flight end, and
+/// the next reconcile retries from a fresh read.
 pub async fn write(
     client: &Client,
     devices: &[placement::Device],
     plan: &Plan,
 ) -> Result<Written, kube::Error> {
+    use futures::StreamExt as _;
     let by_key: std::collections::HashMap<&str, &placement::Device> =
         devices.iter().map(|d| (d.key.as_str(), d)).collect();
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let mut written = Written::default();
-    for (key, action) in &plan.actions {
-        let Some(d) = by_key.get(key.as_str()) else {
-            continue;
-        };
-        // A cancelled handoff of a device without an owner has nothing to keep: the
-        // Assign of the same plan would have covered it.
-        let Some((owner, next, epoch)) = write_of(d, action) else {
-            continue;
-        };
+    let writes = plan.actions.iter().filter_map(|(key, action)| {
+        // A cancelled handoff of a device without an owner has nothing to keep.
+        let (owner, next, epoch) = write_of(by_key.get(key.as_str())?, action)?;
         let (namespace, name) = key.split_once('/').unwrap_or(("default", key));
         let api: Api<crds::Device> = Api::namespaced(client.clone(), namespace);
-        match api
-            .patch(
-                name,
-                &params,
-                &Patch::Apply(apply_body(name, owner, next, epoch)),
-            )
-            .await
-        {
-            Ok(_) => written.patched += 1,
+        let body = Patch::Apply(apply_body(name, owner, next, epoch));
+        let params = &params;
+        Some(async move { api.patch(name, params, &body).await.map(|_| ()) })
+    });
+    let mut results = futures::stream::iter(writes).buffer_unordered(WRITE_CONCURRENCY);
+    let mut written = Written::default();
+    let mut failed = None;
+    while let Some(result) = results.next().await {
+        match result {
+            Ok(()) => written.patched += 1,
             Err(kube::Error::Api(status)) if status.code == 404 => written.gone += 1,
-            Err(e) => return Err(e),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
         }
     }
-    Ok(written)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(written),
+    }
 }
 
 #[cfg(test)]
@@ -199,14 +205,20 @@ mod tests {
         assert_eq!(read.epoch, 3);
     }
 
-    /// Answers each request with the Device its body describes, recording the requests.
+    /// Answers `count` requests with the Device each body describes (404 for a Device
+    /// named `gone`), recording the requests, sorted by URI.
     async fn serve(
         mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
-        answers: Vec<u16>,
+        count: usize,
     ) -> Vec<(String, String, String, serde_json::Value)> {
         let mut seen = Vec::new();
-        for status in answers {
+        for _ in 0..count {
             let (request, send) = handle.next_request().await.expect("a request");
+            let status = if request.uri().path().ends_with("/gone") {
+                404
+            } else {
+                200
+            };
             let method = request.method().to_string();
             let uri = request.uri().to_string();
             let content_type = request
@@ -236,6 +248,7 @@ mod tests {
             );
             seen.push((method, uri, content_type, body));
         }
+        seen.sort_by(|a, b| a.1.cmp(&b.1));
         seen
     }
 
@@ -307,7 +320,7 @@ mod tests {
             ],
             ..Plan::default()
         };
-        let server = tokio::spawn(serve(handle, vec![200, 200, 200, 404]));
+        let server = tokio::spawn(serve(handle, 4));
         let written = write(&client, &devices, &plan).await.expect("written");
         assert_eq!(
             written,
@@ -330,16 +343,16 @@ mod tests {
         assert_eq!(
             uris,
             [
-                expect("network", "leaf1"),
-                expect("network", "leaf2"),
                 expect("edge", "leaf3"),
                 expect("network", "gone"),
+                expect("network", "leaf1"),
+                expect("network", "leaf2"),
             ]
         );
-        assert_eq!(seen[0].3, apply_body("leaf1", "c-1", None, 1));
+        assert_eq!(seen[2].3, apply_body("leaf1", "c-1", None, 1));
         // The handoff begins: owner and epoch kept, incoming owner labelled.
         assert_eq!(
-            seen[1].3["metadata"],
+            seen[3].3["metadata"],
             json!({
                 "name": "leaf2",
                 "labels": { OWNER_LABEL: "c-0", NEXT_LABEL: "c-1" },
@@ -348,7 +361,7 @@ mod tests {
         );
         // It completes: the incoming owner owns, the next label is left out (removed).
         assert_eq!(
-            seen[2].3["metadata"],
+            seen[0].3["metadata"],
             json!({
                 "name": "leaf3",
                 "labels": { OWNER_LABEL: "c-1" },

@@ -7,6 +7,7 @@
 
 pub mod devices;
 pub mod placement;
+pub mod pods;
 pub mod scaling;
 
 use std::error::Error as StdError;
