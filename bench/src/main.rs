@@ -138,6 +138,8 @@ enum Command {
     },
     /// The operator's placement on a fleet: plan time, moves on scale-out, balance.
     Placement(placement::Placement),
+    /// Failover in the operator's cluster simulation: NotReady pod to devices re-owned.
+    Failover(placement::FailoverArgs),
     /// Step-query latency with a fleet's worth of rollups in PostgreSQL (see `query.rs`).
     Query(query::Query),
     /// A week of a small fleet in the bundled SQLite file: size, maintenance and query
@@ -664,6 +666,7 @@ fn main() -> anyhow::Result<()> {
             seed,
         })),
         Command::Placement(cfg) => placement::run(&cfg),
+        Command::Failover(cfg) => placement::failover(&cfg),
         Command::SingleNode(cfg) => runtime.block_on(single_node::run(&cfg)),
         Command::Query(cfg) => runtime.block_on(query::run(&cfg)),
         Command::Ingest {

@@ -158,3 +158,57 @@ pub fn run(cfg: &Placement) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Settings of `netpulse-bench failover`.
+#[derive(Debug, clap::Args)]
+pub struct FailoverArgs {
+    /// Devices in the pool.
+    #[arg(long, default_value_t = 10_000)]
+    pub devices: usize,
+    /// Collector pods.
+    #[arg(long, default_value_t = 20)]
+    pub collectors: usize,
+    /// Milliseconds from a change in the cluster to the operator's watch seeing it.
+    #[arg(long, default_value_t = 500)]
+    pub watch_latency_ms: u64,
+    /// Milliseconds of one API write's round trip.
+    #[arg(long, default_value_t = 20)]
+    pub api_latency_ms: u64,
+    /// Milliseconds a pod may be NotReady before its devices move.
+    #[arg(long, default_value_t = 2_000)]
+    pub grace_ms: u64,
+}
+
+/// Runs the operator's controller logic on a cluster in memory
+/// (`operator::simulation::failover`): one collector pod turns NotReady; prints how long
+/// until every device it owned has a new owner.
+pub fn failover(cfg: &FailoverArgs) -> anyhow::Result<()> {
+    let ms = Duration::from_millis;
+    let sim = operator::simulation::Failover {
+        devices: cfg.devices,
+        collectors: cfg.collectors,
+        watch_latency: ms(cfg.watch_latency_ms),
+        api_latency: ms(cfg.api_latency_ms),
+        grace: ms(cfg.grace_ms),
+    };
+    let r = operator::simulation::failover(&sim);
+    anyhow::ensure!(
+        !r.reowned_after.is_zero(),
+        "devices were not re-owned: {r:?}"
+    );
+    println!(
+        "failover devices={} collectors={} watch_latency_ms={} api_latency_ms={} grace_ms={} \
+         devices_lost={} reowned_after_ms={:.0} writes={} reconciles={} planning_ms={:.1}",
+        cfg.devices,
+        cfg.collectors,
+        cfg.watch_latency_ms,
+        cfg.api_latency_ms,
+        cfg.grace_ms,
+        r.devices_lost,
+        r.reowned_after.as_secs_f64() * 1e3,
+        r.writes,
+        r.reconciles,
+        r.planning.as_secs_f64() * 1e3,
+    );
+    Ok(())
+}

@@ -81,7 +81,7 @@ pub fn apply_body(name: &str, owner: &str, next: Option<&str>, epoch: u64) -> se
 }
 
 /// What one change writes: device key, owner, incoming owner, epoch.
-fn write_of<'a>(
+pub(crate) fn write_of<'a>(
     d: &'a placement::Device,
     action: &'a Action,
 ) -> Option<(&'a str, Option<&'a str>, u64)> {

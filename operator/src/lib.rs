@@ -5,10 +5,12 @@
 //! come with the controllers. It talks to the Kubernetes API only, and must not import the
 //! other role crates (`collector`, `web`, `simulator`).
 
+pub mod controller;
 pub mod devices;
 pub mod placement;
 pub mod pods;
 pub mod scaling;
+pub mod simulation;
 
 use std::error::Error as StdError;
 use std::future::Future;
