@@ -33,6 +33,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::All(args) => run_all(args).await,
         Command::Collector(args) => run_collector(args).await,
         Command::Web(args) => run_web(args).await,
+        Command::Operator(crate::cli::OperatorArgs {
+            action: Some(crate::cli::OperatorAction::Render(args)),
+        }) => render_pool(&args),
         Command::Operator(_) => {
             let shutdown = shutdown_token();
             operator::run(
@@ -46,6 +49,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crdgen(args) => crdgen(args),
         Command::Migrate(args) => migrate(args).await,
     }
+}
+
+/// `netpulse operator render`: the pool's children as a YAML stream on stdout.
+fn render_pool(args: &crate::cli::RenderArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.pool)
+        .with_context(|| format!("cannot read {}", args.pool.display()))?;
+    let mut pool: crds::CollectorPool = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is no CollectorPool", args.pool.display()))?;
+    let placeholder = pool.metadata.uid.is_none();
+    if placeholder {
+        pool.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
+    }
+    if pool.metadata.namespace.is_none() {
+        pool.metadata.namespace = Some("default".into());
+    }
+    let scaling = &pool.spec.collectors;
+    let collectors = args
+        .collectors
+        .or(scaling.replicas)
+        .unwrap_or(scaling.min_replicas);
+    let children = operator::resources::children(&pool, collectors)?;
+    let mut out = String::new();
+    if placeholder {
+        out.push_str(
+            "# ownerReferences carry a placeholder uid: the operator fills in the pool's own.\n",
+        );
+    }
+    for value in children.to_values() {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&value)?);
+    }
+    print!("{out}");
+    Ok(())
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.

@@ -323,7 +323,29 @@ pub struct WebArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct OperatorArgs {}
+pub struct OperatorArgs {
+    #[command(subcommand)]
+    pub action: Option<OperatorAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorAction {
+    /// Print the objects the operator creates for a CollectorPool (Deployments, Service,
+    /// HPA, PodDisruptionBudget, ServiceAccount, Role, RoleBinding) as YAML, without a
+    /// cluster.
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// CollectorPool manifest.
+    #[arg(long, value_name = "FILE")]
+    pub pool: PathBuf,
+
+    /// Collector pods (default: the pool's `collectors.replicas`, else `minReplicas`).
+    #[arg(long)]
+    pub collectors: Option<i32>,
+}
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
