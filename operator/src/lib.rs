@@ -9,6 +9,7 @@ pub mod controller;
 pub mod devices;
 pub mod placement;
 pub mod pods;
+pub mod pool;
 pub mod resources;
 pub mod scaling;
 pub mod simulation;
