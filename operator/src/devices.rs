@@ -120,16 +120,28 @@ pub async fn write(
     let by_key: std::collections::HashMap<&str, &placement::Device> =
         devices.iter().map(|d| (d.key.as_str(), d)).collect();
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let writes = plan.actions.iter().filter_map(|(key, action)| {
-        // A cancelled handoff of a device without an owner has nothing to keep.
-        let (owner, next, epoch) = write_of(by_key.get(key.as_str())?, action)?;
-        let (namespace, name) = key.split_once('/').unwrap_or(("default", key));
-        let api: Api<crds::Device> = Api::namespaced(client.clone(), namespace);
-        let body = Patch::Apply(apply_body(name, owner, next, epoch));
-        let params = &params;
-        Some(async move { api.patch(name, params, &body).await.map(|_| ()) })
-    });
-    let mut results = futures::stream::iter(writes).buffer_unordered(WRITE_CONCURRENCY);
+    let writes: Vec<(Api<crds::Device>, String, serde_json::Value)> = plan
+        .actions
+        .iter()
+        .filter_map(|(key, action)| {
+            // A cancelled handoff of a device without an owner has nothing to keep.
+            let (owner, next, epoch) = write_of(by_key.get(key.as_str())?, action)?;
+            let (namespace, name) = key.split_once('/').unwrap_or(("default", key));
+            Some((
+                Api::namespaced(client.clone(), namespace),
+                name.to_owned(),
+                apply_body(name, owner, next, epoch),
+            ))
+        })
+        .collect();
+    let params = &params;
+    let mut results = futures::stream::iter(writes)
+        .map(|(api, name, body)| async move {
+            api.patch(&name, params, &Patch::Apply(body))
+                .await
+                .map(|_| ())
+        })
+        .buffer_unordered(WRITE_CONCURRENCY);
     let mut written = Written::default();
     let mut failed = None;
     while let Some(result) = results.next().await {

@@ -1,9 +1,14 @@
 //! The netpulse operator: Kubernetes controllers for `CollectorPool` and `Device`.
 //!
-//! For now it connects to the API server, proves that it answers, and watches Devices in
-//! all namespaces, logging what changes; placement, resource builders and status writing
-//! come with the controllers. It talks to the Kubernetes API only, and must not import the
-//! other role crates (`collector`, `web`, `simulator`).
+//! [`run`] connects to the API server, proves that it answers, runs the CollectorPool
+//! controller ([`run_pools`]: per pool, scale the collectors, apply the pool's objects,
+//! place its Devices, report status) and logs Device changes. The decisions are pure and
+//! tested without a cluster: [`placement`], [`scaling`], [`resources`], [`pods`],
+//! [`controller`]; [`devices`] and [`pool`] turn them into requests, checked with
+//! tower-test; [`simulation`] drives them in a cluster kept in memory. Not built yet:
+//! leader election between operator replicas, the collector side that watches its own
+//! Devices. It talks to the Kubernetes API only, and must not import the other role crates
+//! (`collector`, `web`, `simulator`).
 
 pub mod controller;
 pub mod devices;
@@ -111,11 +116,150 @@ fn path_suffix(path: Option<&PathBuf>) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Runs the operator until `shutdown` completes: connects to the cluster, checks that the
-/// API server answers within `config.api_timeout`, then watches Devices.
+/// API server answers within `config.api_timeout`, then runs the CollectorPool controller
+/// and logs Device changes.
 pub async fn run(config: OperatorConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
     let kube_config = load_config(&config).await?;
     let client = connect(kube_config, config.api_timeout).await?;
-    watch_devices(client, shutdown).await
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stopping = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut pools = tokio::spawn(run_pools(client.clone(), stopping(stopped.clone())));
+    let devices = watch_devices(client, stopping(stopped));
+    let ((), watched) = tokio::join!(
+        async {
+            shutdown.await;
+            let _ = stop.send(true);
+        },
+        devices
+    );
+    // Reconciles in flight get a moment to finish; every write is an idempotent apply, so
+    // one cut short is redone by the next operator.
+    if tokio::time::timeout(SHUTDOWN_GRACE, &mut pools)
+        .await
+        .is_err()
+    {
+        pools.abort();
+    }
+    watched
+}
+
+/// How long a shutdown waits for the CollectorPool controller to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Shared by the CollectorPool reconciles.
+struct PoolContext {
+    client: Client,
+    /// Each pool's recent scaling recommendations (by uid), for the scale-down window.
+    /// Kept in memory: an operator that restarts waits a whole window before scaling down.
+    history: std::sync::Mutex<std::collections::HashMap<String, Vec<scaling::Recommendation>>>,
+}
+
+/// Runs the CollectorPool controller until `shutdown` completes: a pool is reconciled
+/// ([`pool::reconcile`]) when it changes, when one of its Deployments, Devices or
+/// collector pods changes, and when placement asks to look again (a NotReady grace
+/// ending); failures are logged and retried after 5 s.
+pub async fn run_pools(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::runtime::controller::Controller;
+    use kube::runtime::reflector::ObjectRef;
+
+    let managed =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=netpulse-operator");
+    let controller = Controller::new(
+        Api::<crds::CollectorPool>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let pools = controller.store();
+    let pools_of_namespace = move |namespace: Option<String>, name: Option<String>| {
+        pools
+            .state()
+            .into_iter()
+            .filter(|p| p.namespace() == namespace)
+            .filter(|p| name.as_ref().is_none_or(|n| *n == p.name_any()))
+            .map(|p| ObjectRef::from_obj(&*p))
+            .collect::<Vec<_>>()
+    };
+    let for_pods = pools_of_namespace.clone();
+    let context = std::sync::Arc::new(PoolContext {
+        client: client.clone(),
+        history: std::sync::Mutex::default(),
+    });
+    controller
+        .owns(Api::<Deployment>::all(client.clone()), managed.clone())
+        .watches(
+            Api::<Device>::all(client.clone()),
+            watcher::Config::default(),
+            move |device| pools_of_namespace(device.namespace(), device.spec.pool.clone()),
+        )
+        .watches(Api::<Pod>::all(client), managed, move |pod| {
+            let instance = pod.labels().get("app.kubernetes.io/instance").cloned();
+            for_pods(pod.namespace(), instance)
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_pool, pool_error, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                debug!(error = %error_chain(&error), "CollectorPool controller event");
+            }
+        })
+        .await;
+    info!("CollectorPool controller stopped");
+}
+
+async fn reconcile_pool(
+    pool: std::sync::Arc<crds::CollectorPool>,
+    context: std::sync::Arc<PoolContext>,
+) -> std::result::Result<kube::runtime::controller::Action, pool::ReconcileError> {
+    use kube::runtime::controller::Action;
+    let now = chrono::Utc::now();
+    let uid = pool.uid().unwrap_or_default();
+    let history = context
+        .history
+        .lock()
+        .map(|h| h.get(&uid).cloned().unwrap_or_default())
+        .unwrap_or_default();
+    let outcome = pool::reconcile(
+        &context.client,
+        &pool,
+        now,
+        &history,
+        pods::DEFAULT_NOT_READY_GRACE,
+    )
+    .await?;
+    info!(
+        namespace = %pool.namespace().unwrap_or_default(),
+        pool = %pool.name_any(),
+        collectors = outcome.scaling.replicas,
+        reason = %outcome.scaling.reason,
+        device_writes = outcome.device_writes,
+        deferred = outcome.deferred,
+        "CollectorPool reconciled"
+    );
+    if let Ok(mut h) = context.history.lock() {
+        h.insert(uid, outcome.scaling.history);
+    }
+    let after = outcome
+        .requeue_at
+        .and_then(|at| (at - now).to_std().ok())
+        .unwrap_or(Duration::from_secs(300));
+    Ok(Action::requeue(after.max(Duration::from_millis(100))))
+}
+
+fn pool_error(
+    pool: std::sync::Arc<crds::CollectorPool>,
+    error: &pool::ReconcileError,
+    _context: std::sync::Arc<PoolContext>,
+) -> kube::runtime::controller::Action {
+    warn!(
+        namespace = %pool.namespace().unwrap_or_default(),
+        pool = %pool.name_any(),
+        error = %error_chain(error),
+        "CollectorPool reconcile failed; retrying in 5 s"
+    );
+    kube::runtime::controller::Action::requeue(Duration::from_secs(5))
 }
 
 /// Loads the client configuration named by `config`, or infers it.
