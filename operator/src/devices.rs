@@ -93,7 +93,7 @@ pub(crate) fn write_of<'a>(
     }
 }
 
-/// Outcome of [`write`].
+/// Outcome of [`write()`].
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Written {
     /// Devices patched.
