@@ -1,17 +1,18 @@
 //! The netpulse operator: Kubernetes controllers for `CollectorPool` and `Device`.
 //!
-//! [`run`] connects to the API server, proves that it answers, runs the CollectorPool
+//! [`run`] connects to the API server, proves that it answers, logs Device changes, and
+//! once this replica holds the leader Lease ([`leader`]) runs the CollectorPool
 //! controller ([`run_pools`]: per pool, scale the collectors, apply the pool's objects,
-//! place its Devices, report status) and logs Device changes. The decisions are pure and
+//! place its Devices, report status). The decisions are pure and
 //! tested without a cluster: [`placement`], [`scaling`], [`resources`], [`pods`],
 //! [`controller`]; [`devices`] and [`pool`] turn them into requests, checked with
 //! tower-test; [`simulation`] drives them in a cluster kept in memory. Not built yet:
-//! leader election between operator replicas, the collector side that watches its own
-//! Devices. It talks to the Kubernetes API only, and must not import the other role crates
+//! the collector side that watches its own Devices. It talks to the Kubernetes API only, and must not import the other role crates
 //! (`collector`, `web`, `simulator`).
 
 pub mod controller;
 pub mod devices;
+pub mod leader;
 pub mod placement;
 pub mod pods;
 pub mod pool;
@@ -105,6 +106,16 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+
+    /// This replica led, and could not renew its Lease in time: it stops so that exactly
+    /// one replica writes (the pod restarts and follows).
+    #[error("lost the leader Lease {lease}: {reason}")]
+    LostLeadership {
+        /// `namespace/name` of the Lease.
+        lease: String,
+        /// Why, in plain words.
+        reason: String,
+    },
 }
 
 fn path_suffix(path: Option<&PathBuf>) -> String {
@@ -125,7 +136,14 @@ pub async fn run(config: OperatorConfig, shutdown: impl Future<Output = ()>) -> 
     let stopping = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let mut pools = tokio::spawn(run_pools(client.clone(), stopping(stopped.clone())));
+    // The pod's own name and namespace (downward API) identify this replica; outside a
+    // pod, the host name and `default`.
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "netpulse-operator".into());
+    let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
+    let elector = leader::LeaderElector::new(client.clone(), &namespace, &identity);
+    let lead = tokio::spawn(lead(elector, client.clone(), stopping(stopped.clone())));
     let devices = watch_devices(client, stopping(stopped));
     let ((), watched) = tokio::join!(
         async {
@@ -134,15 +152,78 @@ pub async fn run(config: OperatorConfig, shutdown: impl Future<Output = ()>) -> 
         },
         devices
     );
+    let led = lead.await.unwrap_or(Ok(()));
+    watched.and(led)
+}
+
+/// Follows until this replica holds the leader Lease, then runs the CollectorPool
+/// controller while renewing it; stops it on `shutdown`, and returns
+/// [`Error::LostLeadership`] when a renewal fails for longer than the Lease holds.
+async fn lead(
+    elector: leader::LeaderElector,
+    client: Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let mut shutdown = pin!(shutdown);
+    let lease = format!("{}/{}", elector.namespace(), leader::LEASE_NAME);
+    loop {
+        match elector.try_lead(chrono::Utc::now()).await {
+            Ok(true) => break,
+            Ok(false) => debug!(%lease, "Following the operator that holds the Lease"),
+            Err(error) => {
+                warn!(%lease, error = %error_chain(&error), "Leader election failed; retrying")
+            }
+        }
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(leader::RENEW_EVERY) => {}
+        }
+    }
+    info!(%lease, "Leading: running the CollectorPool controller");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut pools = tokio::spawn(run_pools(client, async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }));
+    let mut renewed = tokio::time::Instant::now();
+    let outcome = loop {
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            () = tokio::time::sleep(leader::RENEW_EVERY) => {}
+        }
+        match elector.try_lead(chrono::Utc::now()).await {
+            Ok(true) => renewed = tokio::time::Instant::now(),
+            Ok(false) => {
+                break Err(Error::LostLeadership {
+                    lease,
+                    reason: "another replica holds it".into(),
+                });
+            }
+            Err(error) if renewed.elapsed() + leader::RENEW_EVERY >= leader::LEASE_DURATION => {
+                break Err(Error::LostLeadership {
+                    lease,
+                    reason: format!(
+                        "not renewed for {:?}: {}",
+                        renewed.elapsed(),
+                        error_chain(&error)
+                    ),
+                });
+            }
+            Err(error) => {
+                warn!(%lease, error = %error_chain(&error), "Lease renewal failed; retrying")
+            }
+        }
+    };
+    let _ = stop.send(true);
     // Reconciles in flight get a moment to finish; every write is an idempotent apply, so
-    // one cut short is redone by the next operator.
+    // one cut short is redone by the next leader.
     if tokio::time::timeout(SHUTDOWN_GRACE, &mut pools)
         .await
         .is_err()
     {
         pools.abort();
     }
-    watched
+    outcome
 }
 
 /// How long a shutdown waits for the CollectorPool controller to stop.

@@ -355,9 +355,18 @@ async fn watches_devices_in_all_namespaces_until_shutdown() {
                 && r.contains("watch=true")),
         "{requests:?}"
     );
-    // All namespaces: no request is scoped to one.
+    // Devices in all namespaces: no Device request is scoped to one. (The leader Lease
+    // is the operator's own namespace's: `default` outside a pod.)
     assert!(
-        !requests.iter().any(|r| r.contains("/namespaces/")),
+        !requests
+            .iter()
+            .any(|r| r.contains("/devices") && r.contains("/namespaces/")),
+        "{requests:?}"
+    );
+    assert!(
+        requests.iter().any(
+            |r| r == "/apis/coordination.k8s.io/v1/namespaces/default/leases/netpulse-operator"
+        ),
         "{requests:?}"
     );
 }
