@@ -49,9 +49,28 @@ pub struct Query {
     pub seed: u64,
 }
 
-const NS_PER_S: i64 = 1_000_000_000;
-const MINUTE: i64 = 60 * NS_PER_S;
-const HOUR: i64 = 60 * MINUTE;
+pub(crate) const NS_PER_S: i64 = 1_000_000_000;
+pub(crate) const MINUTE: i64 = 60 * NS_PER_S;
+pub(crate) const HOUR: i64 = 60 * MINUTE;
+
+/// Seals the hours of samples written from `first_ts` to `last_ts` as maintenance would
+/// have while those days went by (each run seals up to 48 hours); returns the hours sealed.
+pub(crate) async fn seal_history(
+    store: &dyn store::Store,
+    first_ts: TimestampNs,
+    last_ts: TimestampNs,
+) -> anyhow::Result<u64> {
+    let retention = store::Retention::default();
+    let mut now = first_ts + 3 * HOUR;
+    let mut sealed = 0;
+    loop {
+        sealed += store.maintain(now, &retention).await?.compressed_hours;
+        if now >= last_ts {
+            return Ok(sealed);
+        }
+        now = (now + 24 * HOUR).min(last_ts);
+    }
+}
 
 pub async fn run(cfg: &Query) -> anyhow::Result<()> {
     anyhow::ensure!(cfg.devices >= 1 && cfg.runs >= 1, "need a device and a run");
@@ -177,19 +196,8 @@ async fn fill(
         "  dev-00000: {written} samples written in {:.0?}",
         started.elapsed()
     );
-    // Seal hour by hour as the days went by: each run seals up to 48 hours.
     let first_ts = last_ts - i64::try_from(ticks)? * 10 * NS_PER_S;
-    let retention = store::Retention::default();
-    let mut now = first_ts + 3 * HOUR;
-    let mut sealed = 0;
-    loop {
-        let report = store.maintain(now, &retention).await?;
-        sealed += report.compressed_hours;
-        if now >= last_ts {
-            break;
-        }
-        now = (now + 24 * HOUR).min(last_ts);
-    }
+    let sealed = seal_history(store.as_ref(), first_ts, last_ts).await?;
     eprintln!("  sealed {sealed} hours");
     let started = Instant::now();
     let minutes_from = last_ts - i64::try_from(cfg.fleet_minute_hours)? * HOUR;

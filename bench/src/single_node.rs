@@ -14,7 +14,7 @@ use std::time::Instant;
 use model::{DeviceKey, TimestampNs};
 
 use crate::blocks::{SMALL_DEVICE, Shape, series_paths, write_device};
-use crate::query::time_steps;
+use crate::query::{HOUR, MINUTE, NS_PER_S, seal_history, time_steps};
 
 /// Settings of `netpulse-bench single-node`.
 #[derive(Debug, clap::Args)]
@@ -38,10 +38,6 @@ pub struct SingleNode {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 }
-
-const NS_PER_S: i64 = 1_000_000_000;
-const MINUTE: i64 = 60 * NS_PER_S;
-const HOUR: i64 = 60 * MINUTE;
 
 pub async fn run(cfg: &SingleNode) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -75,15 +71,7 @@ pub async fn run(cfg: &SingleNode) -> anyhow::Result<()> {
     let first_ts = last_ts - i64::try_from(ticks)? * i64::try_from(cfg.interval_s)? * NS_PER_S;
     let retention = store::Retention::default();
     let started = Instant::now();
-    let mut now = first_ts + 3 * HOUR;
-    let mut sealed = 0;
-    loop {
-        sealed += store.maintain(now, &retention).await?.compressed_hours;
-        if now >= last_ts {
-            break;
-        }
-        now = (now + 24 * HOUR).min(last_ts);
-    }
+    let sealed = seal_history(store.as_ref(), first_ts, last_ts).await?;
     eprintln!("  sealed {sealed} hours in {:.0?}", started.elapsed());
     // The periodic run on a week of data: an hour to seal, expired samples to delete.
     let started = Instant::now();
