@@ -232,6 +232,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Shared by the CollectorPool reconciles.
 struct PoolContext {
     client: Client,
+    /// Publishes the pools' Events (deduplicated into series by kube).
+    recorder: kube::runtime::events::Recorder,
     /// Each pool's recent scaling recommendations (by uid), for the scale-down window.
     /// Kept in memory: an operator that restarts waits a whole window before scaling down.
     history: std::sync::Mutex<std::collections::HashMap<String, Vec<scaling::Recommendation>>>,
@@ -264,7 +266,12 @@ pub async fn run_pools(client: Client, shutdown: impl Future<Output = ()> + Send
             .collect::<Vec<_>>()
     };
     let for_pods = pools_of_namespace.clone();
+    let reporter = kube::runtime::events::Reporter {
+        controller: "netpulse-operator".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let context = std::sync::Arc::new(PoolContext {
+        recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
         client: client.clone(),
         history: std::sync::Mutex::default(),
     });
@@ -304,6 +311,7 @@ async fn reconcile_pool(
         .unwrap_or_default();
     let outcome = pool::reconcile(
         &context.client,
+        &context.recorder,
         &pool,
         now,
         &history,

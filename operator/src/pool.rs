@@ -153,9 +153,13 @@ where
         .map(|_| ())
 }
 
-/// Reconciles `pool` at `now`, given its recent scaling recommendations.
+/// Reconciles `pool` at `now`, given its recent scaling recommendations. A change of the
+/// recommended collector count is also published as an Event on the pool through
+/// `recorder` (`kubectl describe collectorpool` shows why it scaled); a refused Event is
+/// logged, not an error.
 pub async fn reconcile(
     client: &Client,
+    recorder: &kube::runtime::events::Recorder,
     pool: &crds::CollectorPool,
     now: DateTime<Utc>,
     history: &[Recommendation],
@@ -232,6 +236,22 @@ pub async fn reconcile(
             &Patch::Apply(status),
         )
         .await?;
+    if history.last().map(|r| r.replicas) != Some(decision.replicas) {
+        use kube::runtime::events::{Event, EventType};
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "CollectorsScaled".into(),
+            note: Some(format!(
+                "{} collectors: {}",
+                decision.replicas, decision.reason
+            )),
+            action: "Scale".into(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, &pool.object_ref(&())).await {
+            tracing::warn!(pool = %name, %error, "Could not publish the scaling Event");
+        }
+    }
     Ok(Outcome {
         scaling: decision,
         device_writes: written.patched,
@@ -317,8 +337,8 @@ mod tests {
                         .expect("response"),
                 );
             }
-            // Eight objects, two devices, one status: echo each body back.
-            for _ in 0..11 {
+            // Eight objects, two devices, one status, one Event: echo each body back.
+            for _ in 0..12 {
                 let (request, send) = handle.next_request().await.expect("request");
                 let method = request.method().to_string();
                 let uri = request.uri().to_string();
@@ -342,8 +362,16 @@ mod tests {
             }
             seen
         });
+        let recorder = kube::runtime::events::Recorder::new(
+            client.clone(),
+            kube::runtime::events::Reporter {
+                controller: "netpulse-operator".into(),
+                instance: Some("op-0".into()),
+            },
+        );
         let outcome = reconcile(
             &client,
+            &recorder,
             &pool(),
             now,
             &[],
@@ -387,7 +415,7 @@ mod tests {
             "{}",
             seen[2].1
         );
-        for (method, uri, _) in &seen[3..] {
+        for (method, uri, _) in &seen[3..14] {
             assert_eq!(method, "PATCH");
             assert!(
                 uri.contains("fieldManager=netpulse-operator") && uri.contains("force=true"),
@@ -431,6 +459,20 @@ mod tests {
         assert_eq!(status["devicesPerCollector"]["default-collector-0"], 2);
         assert_eq!(status["conditions"][0]["type"], "Ready");
         assert_eq!(status["conditions"][0]["status"], "False");
+        // The scaling decision, as an Event on the pool.
+        let (method, uri, event) = &seen[14];
+        assert_eq!(
+            (method.as_str(), uri.split('?').next().unwrap_or_default()),
+            ("POST", &*format!("/apis/events.k8s.io/v1{ns}/events"))
+        );
+        assert_eq!(event["reason"], "CollectorsScaled");
+        assert_eq!(event["regarding"]["kind"], "CollectorPool");
+        assert!(
+            event["note"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("2 collectors: devices of total weight 2")),
+            "{event}"
+        );
         assert!(
             status["conditions"][0]["message"].as_str().is_some_and(
                 |m| m.starts_with("1 of 2 collectors ready; devices of total weight 2")
