@@ -344,7 +344,7 @@ pub struct CollectorPoolStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<PoolPhase>,
 
-    /// Detailed conditions (`Ready`, `Progressing`), each with observedGeneration.
+    /// Detailed conditions (`Ready`, `Progressing`, `Degraded`), each with observedGeneration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

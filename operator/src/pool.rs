@@ -119,6 +119,22 @@ pub fn status(
                     if progressing { "Placing" } else { "Settled" },
                     &format!("{} device changes, {} waiting", plan.actions.len(), plan.deferred),
                 ),
+                condition(
+                    "Degraded",
+                    if phase == "Degraded" || plan.unplaced > 0 { "True" } else { "False" },
+                    if plan.unplaced > 0 {
+                        "DevicesUnplaced"
+                    } else if phase == "Degraded" {
+                        "CollectorsNotReady"
+                    } else {
+                        "AsDesired"
+                    },
+                    &if plan.unplaced > 0 {
+                        format!("{} devices have no ready collector", plan.unplaced)
+                    } else {
+                        message.clone()
+                    },
+                ),
             ],
         },
     })
@@ -459,6 +475,9 @@ mod tests {
         assert_eq!(status["devicesPerCollector"]["default-collector-0"], 2);
         assert_eq!(status["conditions"][0]["type"], "Ready");
         assert_eq!(status["conditions"][0]["status"], "False");
+        assert_eq!(status["conditions"][2]["type"], "Degraded");
+        assert_eq!(status["conditions"][2]["status"], "True");
+        assert_eq!(status["conditions"][2]["reason"], "CollectorsNotReady");
         // The scaling decision, as an Event on the pool.
         let (method, uri, event) = &seen[14];
         assert_eq!(
