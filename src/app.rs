@@ -35,20 +35,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Web(args) => run_web(args).await,
         Command::Operator(crate::cli::OperatorArgs {
             action: Some(crate::cli::OperatorAction::Render(args)),
+            ..
         }) => render_pool(&args),
-        Command::Operator(_) => {
-            let shutdown = shutdown_token();
-            operator::run(
-                operator::OperatorConfig::default(),
-                shutdown.cancelled_owned(),
-            )
-            .await
-            .map_err(anyhow::Error::from)
-        }
+        Command::Operator(args) => run_operator(args).await,
         Command::Simulate(args) => run_simulate(args).await,
         Command::Crdgen(args) => crdgen(args),
         Command::Migrate(args) => migrate(args).await,
     }
+}
+
+/// `netpulse operator`: the controllers, with health and metrics on `--listen`.
+async fn run_operator(args: crate::cli::OperatorArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_token();
+    let mut registry = Registry::default();
+    let metrics = operator::ops::OperatorMetrics::register(&mut registry);
+    let listener = bind(args.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "Operator health and metrics listening");
+    let ops = tokio::spawn(web::serve(
+        listener,
+        operator::ops::router(metrics.clone(), Arc::new(registry)),
+        shutdown.clone().cancelled_owned(),
+    ));
+    let config = operator::OperatorConfig {
+        metrics,
+        ..operator::OperatorConfig::default()
+    };
+    let result = operator::run(config, shutdown.clone().cancelled_owned()).await;
+    shutdown.cancel();
+    ops.await??;
+    result.map_err(anyhow::Error::from)
 }
 
 /// `netpulse operator render`: the pool's children as a YAML stream on stdout.

@@ -326,6 +326,10 @@ pub struct WebArgs {
 pub struct OperatorArgs {
     #[command(subcommand)]
     pub action: Option<OperatorAction>,
+
+    /// Address of the health and metrics endpoints (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(long, env = "NETPULSE_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@
 pub mod controller;
 pub mod devices;
 pub mod leader;
+pub mod ops;
 pub mod placement;
 pub mod pods;
 pub mod pool;
@@ -46,6 +47,8 @@ pub struct OperatorConfig {
     pub context: Option<String>,
     /// How long to wait for the API server to answer the first request.
     pub api_timeout: Duration,
+    /// Where the operator counts what it does (served by [`ops::router`]).
+    pub metrics: std::sync::Arc<ops::OperatorMetrics>,
 }
 
 impl Default for OperatorConfig {
@@ -54,6 +57,7 @@ impl Default for OperatorConfig {
             kubeconfig: None,
             context: None,
             api_timeout: DEFAULT_API_TIMEOUT,
+            metrics: std::sync::Arc::default(),
         }
     }
 }
@@ -132,6 +136,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub async fn run(config: OperatorConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
     let kube_config = load_config(&config).await?;
     let client = connect(kube_config, config.api_timeout).await?;
+    config.metrics.set_connected();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stopping = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -143,7 +148,12 @@ pub async fn run(config: OperatorConfig, shutdown: impl Future<Output = ()>) -> 
         .unwrap_or_else(|_| "netpulse-operator".into());
     let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
     let elector = leader::LeaderElector::new(client.clone(), &namespace, &identity);
-    let lead = tokio::spawn(lead(elector, client.clone(), stopping(stopped.clone())));
+    let lead = tokio::spawn(lead(
+        elector,
+        client.clone(),
+        config.metrics.clone(),
+        stopping(stopped.clone()),
+    ));
     let devices = watch_devices(client, stopping(stopped));
     let ((), watched) = tokio::join!(
         async {
@@ -162,6 +172,7 @@ pub async fn run(config: OperatorConfig, shutdown: impl Future<Output = ()>) -> 
 async fn lead(
     elector: leader::LeaderElector,
     client: Client,
+    metrics: std::sync::Arc<ops::OperatorMetrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let mut shutdown = pin!(shutdown);
@@ -180,8 +191,9 @@ async fn lead(
         }
     }
     info!(%lease, "Leading: running the CollectorPool controller");
+    metrics.leader.set(1);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut pools = tokio::spawn(run_pools(client, async move {
+    let mut pools = tokio::spawn(run_pools(client, metrics.clone(), async move {
         let mut stopped = stopped;
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
@@ -215,6 +227,7 @@ async fn lead(
         }
     };
     let _ = stop.send(true);
+    metrics.leader.set(0);
     // Reconciles in flight get a moment to finish; every write is an idempotent apply, so
     // one cut short is redone by the next leader.
     if tokio::time::timeout(SHUTDOWN_GRACE, &mut pools)
@@ -232,6 +245,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Shared by the CollectorPool reconciles.
 struct PoolContext {
     client: Client,
+    metrics: std::sync::Arc<ops::OperatorMetrics>,
     /// Publishes the pools' Events (deduplicated into series by kube).
     recorder: kube::runtime::events::Recorder,
     /// Each pool's recent scaling recommendations (by uid), for the scale-down window.
@@ -243,7 +257,11 @@ struct PoolContext {
 /// ([`pool::reconcile`]) when it changes, when one of its Deployments, Devices or
 /// collector pods changes, and when placement asks to look again (a NotReady grace
 /// ending); failures are logged and retried after 5 s.
-pub async fn run_pools(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run_pools(
+    client: Client,
+    metrics: std::sync::Arc<ops::OperatorMetrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::Pod;
     use kube::runtime::controller::Controller;
@@ -271,6 +289,7 @@ pub async fn run_pools(client: Client, shutdown: impl Future<Output = ()> + Send
         instance: std::env::var("POD_NAME").ok(),
     };
     let context = std::sync::Arc::new(PoolContext {
+        metrics,
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
         client: client.clone(),
         history: std::sync::Mutex::default(),
@@ -317,7 +336,27 @@ async fn reconcile_pool(
         &history,
         pods::DEFAULT_NOT_READY_GRACE,
     )
-    .await?;
+    .await
+    .inspect_err(|_| {
+        context
+            .metrics
+            .reconciles
+            .get_or_create(&ops::ResultLabel { result: "error" })
+            .inc();
+    })?;
+    context
+        .metrics
+        .reconciles
+        .get_or_create(&ops::ResultLabel { result: "ok" })
+        .inc();
+    context
+        .metrics
+        .device_writes
+        .inc_by(outcome.device_writes as u64);
+    context
+        .metrics
+        .handoffs_deferred
+        .set(i64::try_from(outcome.deferred).unwrap_or(i64::MAX));
     info!(
         namespace = %pool.namespace().unwrap_or_default(),
         pool = %pool.name_any(),

@@ -43,6 +43,7 @@ fn config(kubeconfig: PathBuf, api_timeout: Duration) -> OperatorConfig {
         kubeconfig: Some(kubeconfig),
         context: None,
         api_timeout,
+        ..OperatorConfig::default()
     }
 }
 
