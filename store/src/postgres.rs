@@ -751,7 +751,7 @@ impl Store for PgStore {
         to: TimestampNs,
         step: i64,
     ) -> Result<Vec<crate::Bucket>> {
-        use crate::rollup::{self, Source};
+        use crate::rollup;
         let mut stepper = crate::step::Stepper::new(from, to, step)?;
         let Some(series) = self.series_of(device, path).await? else {
             return Ok(stepper.finish());
@@ -766,16 +766,11 @@ impl Store for PgStore {
         let reads = rollup::plan(from, to, step, series.coverage)
             .into_iter()
             .map(|(source, start, end)| async move {
-                let (table, key, width) = match source {
-                    Source::Raw => {
-                        return Ok(Read::Points(self.points(series, start, end - 1).await?));
-                    }
-                    Source::Minutes => ("rollups_1m", "hour", maintenance::HOUR_NS),
-                    Source::Hours => ("rollups_1h", "day", maintenance::DAY_NS),
+                let Some(rollup::Table { name, key, width }) = source.table() else {
+                    return Ok(Read::Points(self.points(series, start, end - 1).await?));
                 };
-                // A row holds the aggregates of the hour (day) starting at its key.
                 let rows: Vec<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT data FROM {table} \
+                    "SELECT data FROM {name} \
                      WHERE series_id = $1 AND {key} >= $2 AND {key} < $3 ORDER BY {key}"
                 )))
                 .bind(series.id)
@@ -783,17 +778,9 @@ impl Store for PgStore {
                 .bind(timestamptz(to_us(end)))
                 .fetch_all(&self.pool)
                 .await?;
-                let mut aggregates = Vec::new();
-                for data in rows {
-                    let decoded = rollup::decode(&data).map_err(|e| {
-                        Error::Corrupt(format!("{table} row of series {}: {e}", series.id))
-                    })?;
-                    aggregates.extend(
-                        decoded
-                            .into_iter()
-                            .filter(|a| a.start >= start && a.start < end),
-                    );
-                }
+                let aggregates = rollup::span(&rows, start, end).map_err(|e| {
+                    Error::Corrupt(format!("{name} row of series {}: {e}", series.id))
+                })?;
                 Ok::<_, Error>(Read::Aggregates(aggregates))
             });
         for read in futures::future::try_join_all(reads).await? {

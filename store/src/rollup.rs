@@ -198,6 +198,55 @@ pub enum Source {
     Hours,
 }
 
+/// A rollup table as queries read it: a row per series holds the aggregates of the
+/// `width` starting at its `key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Table {
+    /// Table name.
+    pub name: &'static str,
+    /// Its time column.
+    pub key: &'static str,
+    /// The span of one row, ns.
+    pub width: i64,
+}
+
+impl Source {
+    /// The table this source reads, `None` for raw samples.
+    pub fn table(self) -> Option<Table> {
+        match self {
+            Self::Raw => None,
+            Self::Minutes => Some(Table {
+                name: "rollups_1m",
+                key: "hour",
+                width: HOUR_NS,
+            }),
+            Self::Hours => Some(Table {
+                name: "rollups_1h",
+                key: "day",
+                width: DAY_NS,
+            }),
+        }
+    }
+}
+
+/// The aggregates starting in `[start, end)` of one series' rows of a table, read in key
+/// order from the first key at or before `start`.
+pub fn span(
+    rows: &[Vec<u8>],
+    start: TimestampNs,
+    end: TimestampNs,
+) -> Result<Vec<Aggregate>, BlockError> {
+    let mut out = Vec::new();
+    for row in rows {
+        out.extend(
+            decode(row)?
+                .into_iter()
+                .filter(|a| a.start >= start && a.start < end),
+        );
+    }
+    Ok(out)
+}
+
 /// How to read `[from, to]` (inclusive) in steps of `step` from `from`: consecutive
 /// half-open spans `[start, end)` covering `[from, to + 1)`, each from the coarsest
 /// source that answers it exactly. Aggregates serve only where `from` and `step` are

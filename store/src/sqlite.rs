@@ -465,25 +465,20 @@ impl Store for SqliteStore {
         to: TimestampNs,
         step: i64,
     ) -> Result<Vec<crate::Bucket>> {
-        use crate::rollup::{self, Source};
+        use crate::rollup;
         let mut stepper = crate::step::Stepper::new(from, to, step)?;
         let Some((id, kind, coverage)) = self.series_of(device, path).await? else {
             return Ok(stepper.finish());
         };
         for (source, start, end) in rollup::plan(from, to, step, coverage) {
-            let (table, key, width) = match source {
-                Source::Raw => {
-                    for p in self.points(id, kind, start, end - 1).await? {
-                        stepper.point(p.ts, &p.value);
-                    }
-                    continue;
+            let Some(rollup::Table { name, key, width }) = source.table() else {
+                for p in self.points(id, kind, start, end - 1).await? {
+                    stepper.point(p.ts, &p.value);
                 }
-                Source::Minutes => ("rollups_1m", "hour", rollup::HOUR_NS),
-                Source::Hours => ("rollups_1h", "day", maintenance::DAY_NS),
+                continue;
             };
-            // A row holds the aggregates of the hour (day) starting at its key.
             let rows: Vec<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT data FROM {table} WHERE series_id = ?1 AND {key} >= ?2 AND {key} < ?3 \
+                "SELECT data FROM {name} WHERE series_id = ?1 AND {key} >= ?2 AND {key} < ?3 \
                  ORDER BY {key}"
             )))
             .bind(id)
@@ -491,16 +486,9 @@ impl Store for SqliteStore {
             .bind(end)
             .fetch_all(&self.pool)
             .await?;
-            for data in rows {
-                let aggregates = rollup::decode(&data)
-                    .map_err(|e| Error::Corrupt(format!("{table} row of series {id}: {e}")))?;
-                for a in aggregates
-                    .iter()
-                    .filter(|a| a.start >= start && a.start < end)
-                {
-                    stepper.aggregate(a);
-                }
-            }
+            let aggregates = rollup::span(&rows, start, end)
+                .map_err(|e| Error::Corrupt(format!("{name} row of series {id}: {e}")))?;
+            aggregates.iter().for_each(|a| stepper.aggregate(a));
         }
         Ok(stepper.finish())
     }
