@@ -114,6 +114,12 @@ impl HealthBook {
         change(entry);
     }
 
+    /// Drops one device's entry (it is no longer collected here).
+    pub(crate) fn remove(&self, device: &DeviceKey) {
+        let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        devices.remove(device);
+    }
+
     pub(crate) fn set_state(&self, device: &DeviceKey, state: DeviceState, error: Option<&str>) {
         self.update(device, |h| {
             h.state = state.as_str().to_owned();

@@ -13,19 +13,24 @@
 
 pub mod grpc;
 mod health;
+pub mod k8s;
+pub mod membership;
 mod metrics;
 mod pipeline;
 mod plan;
 mod session;
 pub mod source;
+pub mod status;
 pub mod transport;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bus::Bus;
 use crds::devices_file::DeviceEntry;
+use model::DeviceKey;
 use store::{DeviceInfo, Store};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -92,6 +97,8 @@ pub struct CollectorConfig {
     /// `<dir>/<secret>/{ca.crt,tls.crt,tls.key,username,password}` (file-driven and
     /// single-node deployments; a Kubernetes Secret mounted as a volume has this layout).
     pub secrets_dir: Option<PathBuf>,
+    /// Where Secrets are read instead of `secrets_dir` (the Kubernetes API).
+    pub secret_source: Option<Arc<dyn transport::SecretSource>>,
     /// Window over which a synced device's missing samples are judged: more than a tenth
     /// missing in one window reports the device Degraded.
     pub completeness_window: Duration,
@@ -134,10 +141,34 @@ impl Default for CollectorConfig {
             idle_intervals: 3,
             min_idle: Duration::from_secs(15),
             secrets_dir: None,
+            secret_source: None,
             completeness_window: Duration::from_secs(60),
             health_interval: Duration::from_secs(10),
         }
     }
+}
+
+/// What a collector writes to and reports through.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Where samples, states and health go.
+    pub store: Arc<dyn Store>,
+    /// Where samples and states are published live.
+    pub bus: Arc<dyn Bus>,
+    /// This collector's metrics.
+    pub metrics: Arc<CollectorMetrics>,
+    /// Per-device health (state, quirks, completeness).
+    pub health: HealthBook,
+}
+
+/// Who a collector is, for ownership: the name its claims carry (the pod name) and
+/// where device state reports go besides the store (Kubernetes Device status).
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// Owner name written with each claim.
+    pub name: String,
+    /// Receives every owner and incoming-owner state change.
+    pub sink: Option<Arc<dyn status::StateSink>>,
 }
 
 /// Collects from `devices` until `shutdown` is cancelled, then stops the sessions, flushes
@@ -153,25 +184,53 @@ pub async fn run(
     config: CollectorConfig,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let infos: Vec<DeviceInfo> = devices
-        .iter()
-        .map(|d| DeviceInfo {
-            name: d.name.clone(),
-            address: format!("{}:{}", d.spec.address, d.spec.gnmi.port),
-        })
-        .collect();
-    store
-        .upsert_devices(&infos)
-        .await
-        .map_err(Error::Register)?;
-    tracing::info!(devices = devices.len(), "Collector starting");
+    let services = Services {
+        store,
+        bus,
+        metrics,
+        health,
+    };
+    run_assigned(
+        membership::fixed(devices),
+        Identity::default(),
+        services,
+        config,
+        shutdown,
+    )
+    .await
+}
 
+/// Collects the devices `assignments` names, following its changes, until `shutdown` is
+/// cancelled; then flushes as [`run`] does. A device added starts a session, a device
+/// removed stops its session (its state is now its new owner's to report), a changed
+/// spec restarts it, a new epoch or role fences the writes anew without reconnecting.
+/// An owned device with an epoch is claimed in the store under `identity.name`, which
+/// fences off its previous owner's writes.
+///
+/// The first set is registered in the store before anything starts: when that fails the
+/// collector does not start ([`Error::Register`]). Devices added later are registered as
+/// they come; a failure then is logged (writes create unknown devices anyway).
+pub async fn run_assigned(
+    mut assignments: membership::Assignments,
+    identity: Identity,
+    services: Services,
+    config: CollectorConfig,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let Services {
+        store,
+        bus,
+        metrics,
+        health,
+    } = services;
+    let table = membership::OwnershipTable::default();
     let (tx, rx) = mpsc::channel(config.queue);
     let batcher = tokio::spawn(pipeline::batcher(
         rx,
         store.clone(),
         bus.clone(),
         metrics.clone(),
+        table.clone(),
         config.clone(),
         shutdown.clone(),
     ));
@@ -182,29 +241,82 @@ pub async fn run(
         config.health_interval,
         health_stop.clone(),
     ));
-    let (reporter, state_writer) = session::Reporter::new(store, bus, metrics.clone(), health);
-    let connects = Arc::new(Semaphore::new(config.max_concurrent_connects.max(1)));
-    let paths = session::shared_paths();
-    let mut sessions = JoinSet::new();
-    for device in devices.into_iter().filter(|d| d.spec.gnmi.enabled) {
-        sessions.spawn(session::run(
-            device,
-            tx.clone(),
-            reporter.clone(),
-            connects.clone(),
-            paths.clone(),
-            config.clone(),
-            shutdown.clone(),
-        ));
+    let (claims, claim_rx) = mpsc::unbounded_channel();
+    let claimer = tokio::spawn(claim(
+        claim_rx,
+        store.clone(),
+        identity.name.clone(),
+        metrics.clone(),
+    ));
+    let (reporter, state_writer) = session::Reporter::new(
+        store.clone(),
+        bus,
+        metrics.clone(),
+        health,
+        table.clone(),
+        identity.sink.clone(),
+    );
+    let mut supervisor = Supervisor {
+        running: HashMap::new(),
+        stops: HashMap::new(),
+        sessions: JoinSet::new(),
+        tx,
+        reporter,
+        table,
+        claims,
+        connects: Arc::new(Semaphore::new(config.max_concurrent_connects.max(1))),
+        paths: session::shared_paths(),
+        metrics,
+        config,
+        shutdown: shutdown.clone(),
+    };
+    let mut first = true;
+    let mut open = true;
+    loop {
+        let desired = assignments.borrow_and_update().clone();
+        let changes = membership::changes(&supervisor.running, &desired);
+        if !changes.is_empty() || first {
+            let registered = supervisor.register(&*store, &desired, &changes).await;
+            match registered {
+                Err(error) if first => return Err(Error::Register(error)),
+                Err(error) => tracing::warn!(%error, "Could not register new devices in the store"),
+                Ok(()) => {}
+            }
+            if first {
+                tracing::info!(devices = desired.len(), "Collector starting");
+            } else {
+                tracing::info!(
+                    changes = changes.len(),
+                    devices = desired.len(),
+                    "Assignments changed"
+                );
+            }
+            first = false;
+            supervisor.apply(&desired, changes).await;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            changed = assignments.changed(), if open => open = changed.is_ok(),
+            Some(_) = supervisor.sessions.join_next(), if !supervisor.sessions.is_empty() => {}
+        }
     }
+    let Supervisor {
+        mut sessions,
+        tx,
+        reporter,
+        claims,
+        ..
+    } = supervisor;
     drop(tx);
     drop(reporter);
+    drop(claims);
     while sessions.join_next().await.is_some() {}
     // Every session (and so every reporter) is gone: the writer records what is queued
     // and ends.
     if let Err(error) = state_writer.await {
         tracing::error!(%error, "State writer task failed");
     }
+    claimer.abort();
     // The sessions are done: the last health report of every device goes to the store.
     health_stop.cancel();
     if let Err(error) = health_writer.await {
@@ -216,6 +328,186 @@ pub async fn run(
     }
     tracing::info!("Collector stopped; buffered samples flushed");
     Ok(())
+}
+
+/// The running sessions and what starting and stopping one needs.
+struct Supervisor {
+    running: HashMap<DeviceKey, membership::Assignment>,
+    stops: HashMap<DeviceKey, CancellationToken>,
+    sessions: JoinSet<()>,
+    tx: mpsc::Sender<Vec<model::Sample>>,
+    reporter: session::Reporter,
+    table: membership::OwnershipTable,
+    claims: mpsc::UnboundedSender<(DeviceKey, u64)>,
+    connects: Arc<Semaphore>,
+    paths: session::SharedPaths,
+    metrics: Arc<CollectorMetrics>,
+    config: CollectorConfig,
+    shutdown: CancellationToken,
+}
+
+impl Supervisor {
+    /// Registers (address included) the devices `changes` starts or restarts.
+    async fn register(
+        &self,
+        store: &dyn Store,
+        desired: &membership::Desired,
+        changes: &[membership::Change],
+    ) -> Result<(), store::Error> {
+        use membership::Change;
+        let infos: Vec<DeviceInfo> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Start(k) | Change::Restart(k) => desired.get(k),
+                Change::Stop(_) | Change::Reassign(_) => None,
+            })
+            .map(|a| DeviceInfo {
+                name: a.entry.name.clone(),
+                address: format!("{}:{}", a.entry.spec.address, a.entry.spec.gnmi.port),
+            })
+            .collect();
+        if infos.is_empty() {
+            return Ok(());
+        }
+        store.upsert_devices(&infos).await
+    }
+
+    async fn apply(&mut self, desired: &membership::Desired, changes: Vec<membership::Change>) {
+        use membership::Change;
+        for change in changes {
+            match change {
+                Change::Stop(key) => self.stop(&key),
+                Change::Restart(key) => {
+                    self.stop(&key);
+                    self.start(&desired[&key]);
+                }
+                Change::Start(key) => self.start(&desired[&key]),
+                Change::Reassign(key) => {
+                    let want = &desired[&key];
+                    let had = self.running.insert(key.clone(), want.clone());
+                    self.count(had.as_ref(), Some(want));
+                    self.table.set(want);
+                    if had.is_none_or(|h| h.epoch != want.epoch || h.role != want.role) {
+                        self.claim(want);
+                        self.reporter.reassigned(&key).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, assignment: &membership::Assignment) {
+        let key = assignment.entry.name.clone();
+        self.table.set(assignment);
+        self.claim(assignment);
+        self.count(None, Some(assignment));
+        self.running.insert(key.clone(), assignment.clone());
+        let stop = self.shutdown.child_token();
+        self.stops.insert(key, stop.clone());
+        if assignment.entry.spec.gnmi.enabled {
+            self.sessions.spawn(session::run(
+                assignment.entry.clone(),
+                self.tx.clone(),
+                self.reporter.clone(),
+                self.connects.clone(),
+                self.paths.clone(),
+                self.config.clone(),
+                stop,
+            ));
+        }
+    }
+
+    fn stop(&mut self, key: &DeviceKey) {
+        if let Some(stop) = self.stops.remove(key) {
+            stop.cancel();
+        }
+        let had = self.running.remove(key);
+        self.count(had.as_ref(), None);
+        self.table.retire(key);
+        self.reporter.forget(key);
+    }
+
+    /// Claims an owned, fenced device at its epoch.
+    fn claim(&self, assignment: &membership::Assignment) {
+        if assignment.role == membership::Role::Owner && assignment.epoch > 0 {
+            // The claimer outlives the supervisor's sends; a closed channel only happens
+            // at shutdown.
+            let _ = self
+                .claims
+                .send((assignment.entry.name.clone(), assignment.epoch));
+        }
+    }
+
+    fn count(&self, from: Option<&membership::Assignment>, to: Option<&membership::Assignment>) {
+        let label = |role| metrics::RoleLabel {
+            role: match role {
+                membership::Role::Owner => "owner",
+                membership::Role::Incoming => "incoming",
+            },
+        };
+        if let Some(from) = from {
+            self.metrics
+                .assigned_devices
+                .get_or_create(&label(from.role))
+                .dec();
+        }
+        if let Some(to) = to {
+            self.metrics
+                .assigned_devices
+                .get_or_create(&label(to.role))
+                .inc();
+        }
+    }
+}
+
+/// Claims in flight at once.
+const CLAIMS_IN_FLIGHT: usize = 8;
+/// Attempts per claim before giving up (the next assignment change claims again).
+const CLAIM_ATTEMPTS: u32 = 5;
+
+/// Writes ownership claims to the store: the new epoch fences the previous owner's writes.
+/// A refused claim (the store holds a newer epoch: this collector is already deposed) is
+/// counted and logged; the device's next assignment change decides what happens to it.
+async fn claim(
+    rx: mpsc::UnboundedReceiver<(DeviceKey, u64)>,
+    store: Arc<dyn Store>,
+    owner: String,
+    metrics: Arc<CollectorMetrics>,
+) {
+    use futures::StreamExt as _;
+    let queued = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|claim| (claim, rx))
+    });
+    queued
+        .for_each_concurrent(CLAIMS_IN_FLIGHT, |(device, epoch)| {
+            let (store, owner, metrics) = (store.clone(), owner.clone(), metrics.clone());
+            async move {
+                let mut delay = Duration::from_millis(200);
+                for attempt in 1..=CLAIM_ATTEMPTS {
+                    match store.claim(&device, &owner, epoch).await {
+                        Ok(claim) if claim.granted => {
+                            metrics.claims.inc();
+                            tracing::debug!(%device, epoch, "Ownership claimed");
+                            return;
+                        }
+                        Ok(claim) => {
+                            metrics.claims_refused.inc();
+                            tracing::warn!(%device, epoch, held = claim.epoch, holder = ?claim.owner, "Ownership claim refused: the store holds a newer epoch");
+                            return;
+                        }
+                        Err(error) if attempt < CLAIM_ATTEMPTS => {
+                            tracing::warn!(%device, epoch, %error, retry_in = ?delay, "Ownership claim failed; retrying");
+                            tokio::time::sleep(delay).await;
+                            delay *= 2;
+                        }
+                        Err(error) => {
+                            tracing::error!(%device, epoch, %error, "Ownership claim failed; giving up until the next assignment");
+                        }
+                    }
+                }
+            }
+        })
+        .await;
 }
 
 /// Longest wait for one health write.

@@ -64,6 +64,22 @@ pub struct CollectorMetrics {
     /// constant offset is device clock skew. Sampled: the first notification of each
     /// device in each second.
     pub notification_lag_seconds: Histogram,
+    /// Samples the store refused because another collector holds a newer epoch for
+    /// their device (this one was deposed; the new owner writes them).
+    pub samples_fenced: Counter,
+    /// Devices this collector collects, as owner or incoming owner of a handoff.
+    pub assigned_devices: Family<RoleLabel, Gauge>,
+    /// Ownership claims written to the store (one per new owner epoch).
+    pub claims: Counter,
+    /// Claims the store refused: another collector already holds a newer epoch.
+    pub claims_refused: Counter,
+}
+
+/// Label of the assigned-devices gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabel {
+    /// `owner` or `incoming`.
+    pub role: &'static str,
 }
 
 impl Default for CollectorMetrics {
@@ -89,6 +105,10 @@ impl Default for CollectorMetrics {
             fallbacks: Counter::default(),
             queue_full: Counter::default(),
             notification_lag_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            samples_fenced: Counter::default(),
+            assigned_devices: Family::default(),
+            claims: Counter::default(),
+            claims_refused: Counter::default(),
         }
     }
 }
@@ -186,6 +206,26 @@ impl CollectorMetrics {
             "Receive time minus device timestamp of notifications (lag plus clock skew), one notification per device per second",
             m.notification_lag_seconds.clone(),
         );
+        r.register(
+            "samples_fenced",
+            "Samples refused because another collector owns their device at a newer epoch",
+            m.samples_fenced.clone(),
+        );
+        r.register(
+            "assigned_devices",
+            "Devices collected here, by role (owner, incoming owner of a handoff)",
+            m.assigned_devices.clone(),
+        );
+        r.register(
+            "claims",
+            "Ownership claims written to the store",
+            m.claims.clone(),
+        );
+        r.register(
+            "claims_refused",
+            "Ownership claims refused because the store holds a newer epoch",
+            m.claims_refused.clone(),
+        );
         m
     }
 
@@ -201,5 +241,14 @@ impl CollectorMetrics {
         self.sessions
             .get_or_create(&StateLabel { state: to.as_str() })
             .inc();
+    }
+
+    /// Takes one session out of the sessions gauge (its device was taken away).
+    pub fn ended(&self, state: DeviceState) {
+        self.sessions
+            .get_or_create(&StateLabel {
+                state: state.as_str(),
+            })
+            .dec();
     }
 }

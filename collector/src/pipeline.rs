@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::membership::OwnershipTable;
 use crate::{CollectorConfig, CollectorMetrics};
 
 const RETRY_MIN: Duration = Duration::from_millis(250);
@@ -35,6 +36,7 @@ pub async fn batcher(
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     metrics: Arc<CollectorMetrics>,
+    table: OwnershipTable,
     config: CollectorConfig,
     shutdown: CancellationToken,
 ) {
@@ -69,8 +71,14 @@ pub async fn batcher(
         while in_flight.len() >= writers {
             joined(in_flight.join_next().await);
         }
+        // The fence is taken when the batch is cut: samples collected before a device was
+        // taken away are written at the epoch they were collected under.
+        let fence = table.fence(batch.iter().map(|s| &s.device));
         in_flight.spawn(flush(
-            batch,
+            Batch {
+                samples: batch,
+                fence,
+            },
             store.clone(),
             bus.clone(),
             metrics.clone(),
@@ -90,11 +98,18 @@ fn joined(done: Option<Result<(), tokio::task::JoinError>>) {
     }
 }
 
+/// Samples to write, with the epochs of the fenced devices among them.
+struct Batch {
+    samples: Vec<Sample>,
+    fence: store::Fence,
+}
+
 /// Devices whose refused samples were already logged: each is logged once, not once per
 /// batch (a device with a wrong clock would otherwise flood the log).
 #[derive(Debug, Default)]
 struct Rejecting {
     logged: HashSet<DeviceKey>,
+    fenced: HashSet<DeviceKey>,
 }
 
 impl Rejecting {
@@ -113,10 +128,24 @@ impl Rejecting {
             tracing::warn!(device = %r.device, reason = %r.reason, "Samples refused by the store (logged once per device; counted in samples_rejected)");
         }
     }
+
+    fn note_fenced(&mut self, devices: &[DeviceKey], fence: &store::Fence) {
+        for device in devices {
+            if self.fenced.insert(device.clone()) {
+                if self.fenced.len() > Self::LIMIT {
+                    self.fenced.clear();
+                }
+                tracing::info!(%device, epoch = fence.get(device).copied().unwrap_or(0), "Samples fenced: another collector owns the device at a newer epoch (logged once per device; counted in samples_fenced)");
+            }
+        }
+    }
 }
 
 async fn flush(
-    mut batch: Vec<Sample>,
+    Batch {
+        samples: mut batch,
+        fence,
+    }: Batch,
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     metrics: Arc<CollectorMetrics>,
@@ -125,9 +154,15 @@ async fn flush(
 ) {
     let mut backoff = RETRY_MIN;
     let mut shutdown_since: Option<Instant> = None;
+    let fenced: Vec<DeviceKey>;
     loop {
         let started = Instant::now();
-        match store.write_samples(&batch).await {
+        let written = if fence.is_empty() {
+            store.write_samples(&batch).await
+        } else {
+            store.write_fenced(&batch, &fence).await
+        };
+        match written {
             Ok(report) => {
                 metrics
                     .batch_seconds
@@ -135,11 +170,15 @@ async fn flush(
                 metrics.samples_written.inc_by(report.written);
                 metrics.samples_duplicate.inc_by(report.duplicates);
                 metrics.samples_rejected.inc_by(report.rejected);
-                rejecting
+                metrics.samples_fenced.inc_by(report.fenced);
+                let mut logs = rejecting
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .note(&report.rejections);
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                logs.note(&report.rejections);
+                logs.note_fenced(&report.fenced_devices, &fence);
+                drop(logs);
                 metrics.batches.inc();
+                fenced = report.fenced_devices;
                 break;
             }
             Err(error) => {
@@ -172,7 +211,11 @@ async fn flush(
         }
         groups[current].1.push(sample);
     }
+    // Fenced samples are not stored: live views must not show them either.
     for (device, samples) in groups {
+        if fenced.contains(&device) {
+            continue;
+        }
         bus.publish(BusMessage::Samples { device, samples });
     }
 }

@@ -26,7 +26,9 @@ use tonic::Code;
 use tracing::Instrument;
 
 use crate::health::{Completeness, HealthBook, WindowHealth};
+use crate::membership::{OwnershipTable, Role};
 use crate::plan::{self, Fallback, Plan};
+use crate::status::{StateReport, StateSink};
 use crate::{CollectorConfig, CollectorMetrics};
 use crate::{grpc, transport};
 use proto::wire::Response;
@@ -48,11 +50,17 @@ type Reported = (DeviceState, Option<String>);
 /// a database connection at once and time out (seen with 10,000 devices on
 /// PostgreSQL). The writer's queue is bounded; a session waits when it is full.
 #[derive(Clone, Debug)]
+///
+/// Only owned devices reach the store and the bus: an incoming owner's states (it
+/// connects while the owner still collects) go to the [`StateSink`] alone, which tells
+/// the operator when it is synced.
 pub struct Reporter {
     events: mpsc::Sender<DeviceEvent>,
     metrics: Arc<CollectorMetrics>,
     health: HealthBook,
     current: Arc<Mutex<HashMap<DeviceKey, Reported>>>,
+    table: OwnershipTable,
+    sink: Option<Arc<dyn StateSink>>,
 }
 
 /// State changes waiting for the writer before sessions wait.
@@ -70,6 +78,8 @@ impl Reporter {
         bus: Arc<dyn Bus>,
         metrics: Arc<CollectorMetrics>,
         health: HealthBook,
+        table: OwnershipTable,
+        sink: Option<Arc<dyn StateSink>>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (events, rx) = mpsc::channel::<DeviceEvent>(EVENT_QUEUE);
         let writer = tokio::spawn(async move {
@@ -96,8 +106,70 @@ impl Reporter {
             metrics,
             health,
             current: Arc::default(),
+            table,
+            sink,
         };
         (reporter, writer)
+    }
+
+    /// Sends `state` of `device` to the sink, and to the store and the bus when this
+    /// collector owns the device.
+    async fn publish(&self, device: &DeviceKey, state: DeviceState, error: Option<String>) {
+        let held = self.table.get(device);
+        let role = held.and_then(|h| h.role);
+        let ts = now_ns();
+        if let (Some(sink), Some(role), Some(held)) = (&self.sink, role, held) {
+            sink.report(StateReport {
+                device: device.clone(),
+                role,
+                epoch: held.epoch,
+                generation: held.generation,
+                state,
+                error: error.clone(),
+                at: ts,
+            });
+        }
+        if role == Some(Role::Incoming) {
+            return;
+        }
+        let event = DeviceEvent {
+            device: device.clone(),
+            state,
+            error,
+            ts,
+        };
+        if self.events.send(event).await.is_err() {
+            tracing::error!(%device, "State writer gone; state change not recorded");
+        }
+    }
+
+    /// Reports the current state of `device` again, after its role or epoch changed (an
+    /// incoming owner promoted to owner records its state in the store from now on).
+    pub async fn reassigned(&self, device: &DeviceKey) {
+        let current = {
+            let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            current.get(device).cloned()
+        };
+        if let Some((state, error)) = current {
+            self.publish(device, state, error).await;
+        }
+    }
+
+    /// Forgets `device`, which is no longer collected here: out of the sessions gauge,
+    /// the health book and the sink's queue. Nothing is recorded in the store: the
+    /// device's state is now its new owner's to report.
+    pub fn forget(&self, device: &DeviceKey) {
+        let previous = {
+            let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            current.remove(device)
+        };
+        if let Some((state, _)) = previous {
+            self.metrics.ended(state);
+        }
+        self.health.remove(device);
+        if let Some(sink) = &self.sink {
+            sink.forget(device);
+        }
     }
 
     /// Records `state` for `device` unless it is already the current state with the same
@@ -117,15 +189,7 @@ impl Reporter {
             Some(error) => tracing::warn!(%device, %state, %error, "Device state changed"),
             None => tracing::info!(%device, %state, "Device state changed"),
         }
-        let event = DeviceEvent {
-            device: device.clone(),
-            state,
-            error,
-            ts: now_ns(),
-        };
-        if self.events.send(event).await.is_err() {
-            tracing::error!(%device, "State writer gone; state change not recorded");
-        }
+        self.publish(device, state, error).await;
     }
 }
 
@@ -388,7 +452,7 @@ impl Session {
             was_synced: false,
         };
         let spec = self.plan.effective(&self.device.spec);
-        let target = match transport::target(&spec, &self.config) {
+        let target = match transport::target(&spec, &self.config).await {
             Ok(t) => t,
             Err(error) => return fail(error),
         };

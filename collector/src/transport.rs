@@ -82,7 +82,7 @@ pub struct Target {
 
 /// Builds the endpoint and credentials of a device; errors are plain words naming the
 /// Secret or file at fault.
-pub fn target(spec: &DeviceSpec, config: &CollectorConfig) -> Result<Target, String> {
+pub async fn target(spec: &DeviceSpec, config: &CollectorConfig) -> Result<Target, String> {
     let authority = if spec.address.contains(':') {
         format!("[{}]:{}", spec.address, spec.gnmi.port)
     } else {
@@ -100,7 +100,7 @@ pub fn target(spec: &DeviceSpec, config: &CollectorConfig) -> Result<Target, Str
             .map_err(|e| format!("TLS server name {name:?} is not usable: {e}"))?;
         let roots = match &tls_spec.ca_secret {
             Some(secret) => {
-                let pem = read_secret(config, secret, CA_FILE)?;
+                let pem = read_secret(config, secret, CA_FILE).await?;
                 let mut roots = RootCertStore::empty();
                 for cert in CertificateDer::pem_slice_iter(&pem) {
                     let cert = cert.map_err(|e| {
@@ -124,8 +124,8 @@ pub fn target(spec: &DeviceSpec, config: &CollectorConfig) -> Result<Target, Str
                 .with_root_certificates(roots);
         let mut tls = match &tls_spec.client_cert_secret {
             Some(secret) => {
-                let cert = read_secret(config, secret, CERT_FILE)?;
-                let key = read_secret(config, secret, KEY_FILE)?;
+                let cert = read_secret(config, secret, CERT_FILE).await?;
+                let key = read_secret(config, secret, KEY_FILE).await?;
                 let chain = CertificateDer::pem_slice_iter(&cert)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| format!("{CERT_FILE} of Secret {secret} is not PEM: {e}"))?;
@@ -147,8 +147,8 @@ pub fn target(spec: &DeviceSpec, config: &CollectorConfig) -> Result<Target, Str
     let credentials = match &spec.credentials {
         None => None,
         Some(secret) => {
-            let username = read_text(config, &secret.name, secret.username_key())?;
-            let password = read_text(config, &secret.name, secret.password_key())?;
+            let username = read_text(config, &secret.name, secret.username_key()).await?;
+            let password = read_text(config, &secret.name, secret.password_key()).await?;
             let value = |key: &str, text: String| {
                 HeaderValue::try_from(text).map_err(|_| {
                     format!(
@@ -197,7 +197,18 @@ fn secret_file(config: &CollectorConfig, secret: &str, key: &str) -> Result<Path
     Ok(FsPath::new(dir).join(secret).join(key))
 }
 
-fn read_secret(config: &CollectorConfig, secret: &str, key: &str) -> Result<Vec<u8>, String> {
+/// Where a collector reads the Secrets its Devices name, when not from a directory (the
+/// Kubernetes API: `crate::k8s::ApiSecrets`).
+#[async_trait::async_trait]
+pub trait SecretSource: Send + Sync + std::fmt::Debug {
+    /// The bytes of `key` of Secret `secret`; errors are plain words naming both.
+    async fn read(&self, secret: &str, key: &str) -> Result<Vec<u8>, String>;
+}
+
+async fn read_secret(config: &CollectorConfig, secret: &str, key: &str) -> Result<Vec<u8>, String> {
+    if let Some(source) = &config.secret_source {
+        return source.read(secret, key).await;
+    }
     let file = secret_file(config, secret, key)?;
     std::fs::read(&file).map_err(|e| {
         format!(
@@ -208,8 +219,8 @@ fn read_secret(config: &CollectorConfig, secret: &str, key: &str) -> Result<Vec<
 }
 
 /// A text key with surrounding whitespace removed (files written by `echo` end in `\n`).
-fn read_text(config: &CollectorConfig, secret: &str, key: &str) -> Result<String, String> {
-    let bytes = read_secret(config, secret, key)?;
+async fn read_text(config: &CollectorConfig, secret: &str, key: &str) -> Result<String, String> {
+    let bytes = read_secret(config, secret, key).await?;
     String::from_utf8(bytes)
         .map(|s| s.trim().to_owned())
         .map_err(|_| format!("{key} of Secret {secret} is not UTF-8 text"))
@@ -225,18 +236,18 @@ mod tests {
         spec
     }
 
-    #[test]
-    fn insecure_devices_use_plain_text() {
+    #[tokio::test]
+    async fn insecure_devices_use_plain_text() {
         let mut spec = spec();
         spec.gnmi.insecure = true;
-        let t = target(&spec, &CollectorConfig::default()).unwrap();
+        let t = target(&spec, &CollectorConfig::default()).await.unwrap();
         assert!(t.tls.is_none());
         assert_eq!(t.authority, "127.0.0.1:6030");
         assert!(t.credentials.is_none());
     }
 
-    #[test]
-    fn secrets_are_read_from_the_secrets_dir() {
+    #[tokio::test]
+    async fn secrets_are_read_from_the_secrets_dir() {
         let dir = tempfile::tempdir().unwrap();
         let creds = dir.path().join("leaf1-creds");
         std::fs::create_dir(&creds).unwrap();
@@ -253,21 +264,23 @@ mod tests {
             secrets_dir: Some(dir.path().to_owned()),
             ..CollectorConfig::default()
         };
-        let t = target(&spec, &config).unwrap();
+        let t = target(&spec, &config).await.unwrap();
         let mut headers = HeaderMap::new();
         t.credentials.unwrap().insert(&mut headers);
         assert_eq!(headers.get("username").unwrap(), "admin");
         assert_eq!(headers.get("password").unwrap(), "s3cret");
     }
 
-    #[test]
-    fn missing_secrets_are_named() {
+    #[tokio::test]
+    async fn missing_secrets_are_named() {
         let mut spec = spec();
         spec.gnmi.tls = Some(crds::TlsSpec {
             ca_secret: Some("fabric-ca".into()),
             ..Default::default()
         });
-        let error = target(&spec, &CollectorConfig::default()).unwrap_err();
+        let error = target(&spec, &CollectorConfig::default())
+            .await
+            .unwrap_err();
         assert!(
             error.contains("fabric-ca") && error.contains("--secrets-dir"),
             "{error}"
@@ -277,7 +290,7 @@ mod tests {
             secrets_dir: Some(dir.path().to_owned()),
             ..CollectorConfig::default()
         };
-        let error = target(&spec, &config).unwrap_err();
+        let error = target(&spec, &config).await.unwrap_err();
         assert!(error.contains("ca.crt of Secret fabric-ca"), "{error}");
     }
 }

@@ -14,6 +14,7 @@ mod device;
 pub mod devices_file;
 mod duration;
 mod limits;
+pub mod ownership;
 mod pool;
 mod port;
 mod secret;

@@ -12,7 +12,7 @@
 //!   epoch (the store fences on it).
 //!
 //! The incoming collector says it is synced with annotation [`NEXT_SYNCED_ANNOTATION`]
-//! holding its pod name (its own field manager). Status (`collector`, `epoch`, phase,
+//! holding `<pod>@<epoch>` (its own field manager; [`crds::ownership`]). Status (`collector`, `epoch`, phase,
 //! conditions) mirrors this for `kubectl get devices` and is written by whoever reports
 //! the device's state; one write per change of owner keeps the initial placement of N
 //! devices at N writes.
@@ -26,28 +26,16 @@ use serde_json::json;
 
 use crate::placement::{self, Action, Plan};
 
-/// Label naming a Device's owner.
-pub const OWNER_LABEL: &str = "netpulse.io/collector";
-/// Label naming the incoming owner of a handoff in flight.
-pub const NEXT_LABEL: &str = "netpulse.io/next-collector";
-/// Annotation holding the ownership epoch.
-pub const EPOCH_ANNOTATION: &str = "netpulse.io/epoch";
-/// Annotation the incoming collector sets to its pod name once it is synced.
-pub const NEXT_SYNCED_ANNOTATION: &str = "netpulse.io/next-synced";
+pub use crds::ownership::{EPOCH_ANNOTATION, NEXT_LABEL, NEXT_SYNCED_ANNOTATION, OWNER_LABEL};
 /// Field manager of the operator's writes.
 pub const FIELD_MANAGER: &str = "netpulse-operator";
 
 /// Placement's view of a Device (key `namespace/name`). The epoch is the larger of the
 /// annotation and the status, so an edited or lost annotation never takes it back.
 pub fn read(device: &crds::Device) -> placement::Device {
-    let label = |k: &str| device.labels().get(k).filter(|v| !v.is_empty()).cloned();
-    let annotation = |k: &str| device.annotations().get(k).cloned();
-    let epoch = annotation(EPOCH_ANNOTATION)
-        .and_then(|e| e.parse::<u64>().ok())
-        .unwrap_or(0)
-        .max(device.status.as_ref().map_or(0, |s| s.epoch));
-    let next = label(NEXT_LABEL);
-    let next_synced = next.is_some() && annotation(NEXT_SYNCED_ANNOTATION) == next;
+    let ownership = crds::ownership::Ownership::of(device);
+    let next_synced = ownership.next_is_synced(ownership.epoch);
+    let (owner, epoch, next) = (ownership.owner, ownership.epoch, ownership.next);
     placement::Device {
         key: format!(
             "{}/{}",
@@ -55,7 +43,7 @@ pub fn read(device: &crds::Device) -> placement::Device {
             device.name_any()
         ),
         weight: device.spec.weight.unwrap_or(1),
-        owner: label(OWNER_LABEL),
+        owner,
         epoch,
         next,
         next_synced,
@@ -188,7 +176,7 @@ mod tests {
         let d = device(
             "leaf1",
             &[(OWNER_LABEL, "c-0"), (NEXT_LABEL, "c-1")],
-            &[(EPOCH_ANNOTATION, "7"), (NEXT_SYNCED_ANNOTATION, "c-1")],
+            &[(EPOCH_ANNOTATION, "7"), (NEXT_SYNCED_ANNOTATION, "c-1@7")],
         );
         assert_eq!(
             read(&d),
@@ -202,11 +190,11 @@ mod tests {
             }
         );
         // Synced by another pod than the incoming one: not synced. A garbled epoch
-        // annotation falls back to the status's.
+        // annotation falls back to the status's. (Stale values: crds::ownership.)
         let mut d = device(
             "leaf2",
             &[(OWNER_LABEL, "c-0"), (NEXT_LABEL, "c-1")],
-            &[(EPOCH_ANNOTATION, "x"), (NEXT_SYNCED_ANNOTATION, "c-2")],
+            &[(EPOCH_ANNOTATION, "x"), (NEXT_SYNCED_ANNOTATION, "c-2@3")],
         );
         d.status = Some(crds::DeviceStatus {
             epoch: 3,

@@ -1,0 +1,35 @@
+//! Where device state changes go besides the store and the bus: a [`StateSink`], such as
+//! the Kubernetes Device status writer (`crate::kube`). Sinks take reports without
+//! waiting; rate limiting and retries are theirs.
+
+use model::{DeviceKey, DeviceState};
+
+use crate::membership::Role;
+
+/// One device state change, as this collector sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateReport {
+    /// The device.
+    pub device: DeviceKey,
+    /// Owner or incoming owner.
+    pub role: Role,
+    /// The epoch this collector holds the device at.
+    pub epoch: u64,
+    /// The spec generation the session runs, when known.
+    pub generation: Option<i64>,
+    /// The new state.
+    pub state: DeviceState,
+    /// The error, in plain words, when the state has one.
+    pub error: Option<String>,
+    /// When the state changed, ns since the Unix epoch.
+    pub at: i64,
+}
+
+/// Takes state reports; must not block (it is called from device sessions).
+pub trait StateSink: Send + Sync + std::fmt::Debug {
+    /// Queues `report`; a newer report of the same device may replace it.
+    fn report(&self, report: StateReport);
+
+    /// The device is no longer collected here: drop anything queued for it.
+    fn forget(&self, device: &DeviceKey);
+}
