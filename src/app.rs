@@ -259,7 +259,58 @@ async fn maintain(
 
 async fn run_collector(args: CollectorArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
-    let devices = collector::source::from_file(&args.devices)?;
+    let mut config = args.gnmi.config();
+    let mut gate: Option<web::ReadinessGate> = None;
+    let (assignments, identity, count) = if args.kubernetes {
+        let pod = args.pod_name.clone().context(
+            "--kubernetes needs this pod's name: set POD_NAME (the downward API does) or --pod-name",
+        )?;
+        anyhow::ensure!(
+            args.status_writes_per_second > 0.0,
+            "--status-writes-per-second must be positive"
+        );
+        let limits = collector::k8s::StatusLimits {
+            per_second: args.status_writes_per_second,
+            ..collector::k8s::StatusLimits::default()
+        };
+        let source = collector::k8s::start(
+            pod.clone(),
+            args.namespace.clone(),
+            limits,
+            shutdown.clone(),
+        )
+        .await
+        .context("Kubernetes API")?;
+        tracing::info!(pod = %pod, namespace = %source.namespace, "Watching the Devices placed on this pod");
+        config.secret_source = Some(source.secrets.clone());
+        let ready = source.ready.clone();
+        gate = Some(Arc::new(move || {
+            (!ready.load(std::sync::atomic::Ordering::Relaxed))
+                .then(|| "the Device watch has not listed this pod's devices yet".to_owned())
+        }));
+        let sink: Arc<dyn collector::status::StateSink> = source.status.clone();
+        let identity = collector::Identity {
+            name: pod,
+            sink: Some(sink),
+        };
+        (
+            source.assignments,
+            identity,
+            "the devices placed on this pod".to_owned(),
+        )
+    } else {
+        let file = args
+            .devices
+            .as_ref()
+            .context("--devices FILE or --kubernetes is required")?;
+        let devices = collector::source::from_file(file)?;
+        let count = format!("{} devices", devices.len());
+        (
+            collector::membership::fixed(devices),
+            collector::Identity::default(),
+            count,
+        )
+    };
     let store = store::open(&args.database_url, true)
         .await
         .context("database")?;
@@ -269,8 +320,8 @@ async fn run_collector(args: CollectorArgs) -> anyhow::Result<()> {
     let listener = bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let health = collector::HealthBook::default();
-    let ops =
-        web::ops_router(store.clone(), Arc::new(registry)).merge(collector_api(health.clone()));
+    let ops = web::ops_router_gated(store.clone(), Arc::new(registry), gate)
+        .merge(collector_api(health.clone()));
     let ops_task = tokio::spawn(web::serve(
         listener,
         ops,
@@ -282,20 +333,14 @@ async fn run_collector(args: CollectorArgs) -> anyhow::Result<()> {
         args.storage.maintenance_interval,
         shutdown.clone(),
     ));
-    println!(
-        "netpulse collector is running with {} devices: metrics at http://{addr}/metrics",
-        devices.len()
-    );
-    collector::run(
-        devices,
+    println!("netpulse collector is running with {count}: metrics at http://{addr}/metrics");
+    let services = collector::Services {
         store,
         bus,
         metrics,
         health,
-        args.gnmi.config(),
-        shutdown.clone(),
-    )
-    .await?;
+    };
+    collector::run_assigned(assignments, identity, services, config, shutdown.clone()).await?;
     shutdown.cancelled().await;
     upkeep.await?;
     ops_task.await??;

@@ -292,8 +292,36 @@ pub struct CollectorArgs {
     pub listen: SocketAddr,
 
     /// Devices file to collect from.
-    #[arg(long, env = "NETPULSE_DEVICES", value_name = "FILE")]
-    pub devices: PathBuf,
+    #[arg(
+        long,
+        env = "NETPULSE_DEVICES",
+        value_name = "FILE",
+        required_unless_present = "kubernetes"
+    )]
+    pub devices: Option<PathBuf>,
+
+    /// Collect the Devices the operator places on this pod instead of a devices file:
+    /// watch the Kubernetes API for Devices labelled with the pod's name, read their
+    /// Secrets through the API, report their state to Device status.
+    #[arg(long, env = "NETPULSE_KUBERNETES", conflicts_with = "devices")]
+    pub kubernetes: bool,
+
+    /// This pod's name (with --kubernetes; the Deployment sets it from the downward API).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// Namespace of the Devices (with --kubernetes; default: the pod's own).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Device status writes per second, all devices together (with --kubernetes): a
+    /// flapping fleet cannot flood the API server; each device's latest state wins.
+    #[arg(
+        long,
+        env = "NETPULSE_STATUS_WRITES_PER_SECOND",
+        default_value_t = 20.0
+    )]
+    pub status_writes_per_second: f64,
 
     /// Database URL (postgres://... or sqlite:...).
     #[arg(long, env = "NETPULSE_DATABASE_URL")]
@@ -458,6 +486,32 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_collector_takes_a_devices_file_or_kubernetes_but_not_both() {
+        let db = ["--database-url", "sqlite::memory:"];
+        let parse = |extra: &[&str]| {
+            let mut v = vec!["netpulse", "collector"];
+            v.extend(db);
+            v.extend(extra);
+            Cli::try_parse_from(v)
+        };
+        let none = parse(&[]).unwrap_err().to_string();
+        assert!(none.contains("--devices"), "{none}");
+        let both = parse(&["--devices", "d.yaml", "--kubernetes"])
+            .unwrap_err()
+            .to_string();
+        assert!(both.contains("cannot be used with"), "{both}");
+        let Command::Collector(k) = parse(&["--kubernetes", "--pod-name", "pool-collector-0"])
+            .unwrap()
+            .command
+        else {
+            panic!("not the collector");
+        };
+        assert!(k.kubernetes && k.devices.is_none());
+        assert_eq!(k.pod_name.as_deref(), Some("pool-collector-0"));
+        assert!((k.status_writes_per_second - 20.0).abs() < f64::EPSILON);
     }
 
     #[test]

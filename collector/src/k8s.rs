@@ -598,6 +598,67 @@ impl StateSink for StatusWriter {
     }
 }
 
+/// A running Kubernetes device source: what [`crate::run_assigned`] and the ops
+/// endpoints need.
+#[derive(Debug)]
+pub struct Source {
+    /// This pod's assignments, as the watch sees them.
+    pub assignments: crate::membership::Assignments,
+    /// The Device status writer (the collector's state sink).
+    pub status: Arc<StatusWriter>,
+    /// Secrets read through the API.
+    pub secrets: Arc<ApiSecrets>,
+    /// Whether both initial lists are in.
+    pub ready: Arc<AtomicBool>,
+    /// The namespace watched.
+    pub namespace: String,
+}
+
+/// How long a Secret read through the API is reused.
+pub const SECRET_TTL: Duration = Duration::from_secs(30);
+
+/// Connects to the API server (in-cluster service account, or the kubeconfig), then
+/// starts the Device watch of pod `pod` and the status writer in `namespace` (default:
+/// the client's), until `shutdown`.
+pub async fn start(
+    pod: String,
+    namespace: Option<String>,
+    limits: StatusLimits,
+    shutdown: CancellationToken,
+) -> Result<Source, kube::Error> {
+    let client = kube::Client::try_default().await?;
+    let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
+    let devices: Api<Device> = Api::namespaced(client.clone(), &namespace);
+    let (tx, assignments) = watch::channel(Arc::new(Desired::new()));
+    let status = StatusWriter::new(limits);
+    let ready = Arc::new(AtomicBool::new(false));
+    tokio::spawn(
+        status
+            .clone()
+            .run(devices.clone(), pod.clone(), shutdown.clone()),
+    );
+    let sink: Arc<dyn StateSink> = status.clone();
+    tokio::spawn(watch_assignments(
+        devices,
+        pod,
+        tx,
+        Some(sink),
+        ready.clone(),
+        shutdown,
+    ));
+    let secrets = Arc::new(ApiSecrets::new(
+        Api::namespaced(client, &namespace),
+        SECRET_TTL,
+    ));
+    Ok(Source {
+        assignments,
+        status,
+        secrets,
+        ready,
+        namespace,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use http::{Request, Response};

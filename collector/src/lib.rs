@@ -26,6 +26,7 @@ pub mod transport;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bus::Bus;
@@ -333,7 +334,7 @@ pub async fn run_assigned(
 /// The running sessions and what starting and stopping one needs.
 struct Supervisor {
     running: HashMap<DeviceKey, membership::Assignment>,
-    stops: HashMap<DeviceKey, CancellationToken>,
+    stops: HashMap<DeviceKey, (CancellationToken, Arc<AtomicBool>)>,
     sessions: JoinSet<()>,
     tx: mpsc::Sender<Vec<model::Sample>>,
     reporter: session::Reporter,
@@ -376,9 +377,9 @@ impl Supervisor {
         use membership::Change;
         for change in changes {
             match change {
-                Change::Stop(key) => self.stop(&key),
+                Change::Stop(key) => self.stop(&key, true),
                 Change::Restart(key) => {
-                    self.stop(&key);
+                    self.stop(&key, false);
                     self.start(&desired[&key]);
                 }
                 Change::Start(key) => self.start(&desired[&key]),
@@ -403,9 +404,11 @@ impl Supervisor {
         self.count(None, Some(assignment));
         self.running.insert(key.clone(), assignment.clone());
         let stop = self.shutdown.child_token();
-        self.stops.insert(key, stop.clone());
+        let removed = Arc::new(AtomicBool::new(false));
+        self.stops
+            .insert(key.clone(), (stop.clone(), removed.clone()));
         if assignment.entry.spec.gnmi.enabled {
-            self.sessions.spawn(session::run(
+            let session = session::run(
                 assignment.entry.clone(),
                 self.tx.clone(),
                 self.reporter.clone(),
@@ -413,18 +416,31 @@ impl Supervisor {
                 self.paths.clone(),
                 self.config.clone(),
                 stop,
-            ));
+            );
+            let reporter = self.reporter.clone();
+            self.sessions.spawn(async move {
+                session.await;
+                // Forgotten once the session has ended, so its last health update does
+                // not bring the device back.
+                if removed.load(Ordering::Relaxed) {
+                    reporter.forget(&key);
+                }
+            });
         }
     }
 
-    fn stop(&mut self, key: &DeviceKey) {
-        if let Some(stop) = self.stops.remove(key) {
+    /// Stops the device's session. `removed`: the device is taken away (not restarted),
+    /// so the session forgets it once it has ended.
+    fn stop(&mut self, key: &DeviceKey, removed: bool) {
+        if let Some((stop, gone)) = self.stops.remove(key) {
+            gone.store(removed, Ordering::Relaxed);
             stop.cancel();
         }
         let had = self.running.remove(key);
         self.count(had.as_ref(), None);
-        self.table.retire(key);
-        self.reporter.forget(key);
+        if removed {
+            self.table.retire(key);
+        }
     }
 
     /// Claims an owned, fenced device at its epoch.

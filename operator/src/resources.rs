@@ -165,6 +165,7 @@ pub fn children(pool: &CollectorPool, collector_replicas: i32) -> Result<Childre
 
     let mut collector_env = vec![
         json!({ "name": "NODE_ROLE", "value": "collector" }),
+        json!({ "name": "NETPULSE_KUBERNETES", "value": "true" }),
         json!({ "name": "NETPULSE_LISTEN", "value": format!("0.0.0.0:{COLLECTOR_PORT}") }),
         json!({ "name": "NETPULSE_RETENTION_RAW", "value": spec.retention.raw }),
         json!({ "name": "NETPULSE_RETENTION_MINUTES", "value": spec.retention.one_minute }),
@@ -409,6 +410,8 @@ mod tests {
             json!({ "name": "netpulse-redis", "key": "url" })
         );
         assert_eq!(env("NETPULSE_RETENTION_HOURS")["value"], "730d");
+        // Collectors follow the Devices placed on their pod, not a devices file.
+        assert_eq!(env("NETPULSE_KUBERNETES")["value"], "true");
         assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
         assert_eq!(
             container["lifecycle"]["preStop"]["sleep"]["seconds"],

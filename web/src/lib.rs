@@ -89,20 +89,47 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// State of the operational endpoints.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct OpsState {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
+    gate: Option<ReadinessGate>,
 }
+
+impl std::fmt::Debug for OpsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpsState")
+            .field("store", &self.store)
+            .field("gated", &self.gate.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A readiness condition of its own a role adds to `/readyz`: `None` when ready, else why
+/// not, in plain words (a collector on Kubernetes: its device watch has not listed yet).
+pub type ReadinessGate = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// `/healthz`, `/readyz` (the store answers) and `/metrics`: what every role serves,
 /// including roles without dashboards (the collector).
 pub fn ops_router(store: Arc<dyn Store>, registry: Arc<Registry>) -> Router {
+    ops_router_gated(store, registry, None)
+}
+
+/// [`ops_router`] whose `/readyz` also requires `gate`.
+pub fn ops_router_gated(
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    gate: Option<ReadinessGate>,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(OpsState { store, registry })
+        .with_state(OpsState {
+            store,
+            registry,
+            gate,
+        })
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains connections.
@@ -162,6 +189,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<OpsState>) -> Response {
+    if let Some(why) = state.gate.as_ref().and_then(|gate| gate()) {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+    }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(error) => {
