@@ -1,6 +1,7 @@
 //! Where a collector's devices come from: a devices file (single-node and file-driven
-//! deployments) or a list built in process (the built-in simulator). The Kubernetes watch
-//! source arrives with the operator's placement.
+//! deployments) or a list built in process (the built-in simulator), both fixed
+//! ([`crate::membership::fixed`]); on Kubernetes, the watch of the Devices placed on the
+//! pod ([`crate::k8s`]).
 
 use std::net::SocketAddr;
 
