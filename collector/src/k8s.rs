@@ -865,6 +865,12 @@ mod tests {
             "2001-09-09T01:47:40Z"
         );
         assert!(synced["status"].get("lastError").is_none());
+        // The body is a Device status the CRD's types read back (conditions with every
+        // field metav1.Condition requires).
+        let status: crds::DeviceStatus = serde_json::from_value(synced["status"].clone()).unwrap();
+        assert_eq!(status.phase, Some(crds::DevicePhase::Connected));
+        assert_eq!(status.collector.as_deref(), Some(POD));
+        assert_eq!(status.conditions.len(), 2);
         // Degraded: still connected since the same time; Synced turns False now.
         let mut degraded = report(
             "a",
