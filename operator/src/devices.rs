@@ -147,6 +147,85 @@ pub async fn write(
     }
 }
 
+/// Devices the plan leaves without an owner (no ready collector) whose status does not
+/// say so yet: they get phase `Pending` from the operator, once. Placed devices' status
+/// is their owning collector's to write.
+pub fn unplaced<'a>(devices: &'a [crds::Device], plan: &Plan) -> Vec<&'a crds::Device> {
+    let acted: std::collections::HashSet<&str> =
+        plan.actions.iter().map(|(k, _)| k.as_str()).collect();
+    devices
+        .iter()
+        .filter(|d| {
+            let view = read(d);
+            view.owner.is_none()
+                && !acted.contains(view.key.as_str())
+                && d.status.as_ref().and_then(|s| s.phase) != Some(crds::DevicePhase::Pending)
+        })
+        .collect()
+}
+
+/// The status apply saying Device `name` waits for a ready collector.
+pub fn pending_body(name: &str, now: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    json!({
+        "apiVersion": "netpulse.io/v1alpha1",
+        "kind": "Device",
+        "metadata": { "name": name },
+        "status": {
+            "phase": "Pending",
+            "conditions": [{
+                "type": "Assigned",
+                "status": "False",
+                "reason": "NoReadyCollector",
+                "message": "no collector of the pool is ready to take the device",
+                "lastTransitionTime": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            }],
+        },
+    })
+}
+
+/// Writes phase `Pending` to each of `devices` (their status subresource, field manager
+/// [`FIELD_MANAGER`]), [`WRITE_CONCURRENCY`] at a time; errors as [`write()`].
+pub async fn mark_pending(
+    client: &Client,
+    devices: &[&crds::Device],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Written, kube::Error> {
+    use futures::StreamExt as _;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let writes: Vec<(Api<crds::Device>, String, serde_json::Value)> = devices
+        .iter()
+        .map(|d| {
+            let namespace = d.namespace().unwrap_or_else(|| "default".into());
+            let name = d.name_any();
+            let body = pending_body(&name, now);
+            (Api::namespaced(client.clone(), &namespace), name, body)
+        })
+        .collect();
+    let params = &params;
+    let mut results = futures::stream::iter(writes)
+        .map(|(api, name, body)| async move {
+            api.patch_status(&name, params, &Patch::Apply(body))
+                .await
+                .map(|_| ())
+        })
+        .buffer_unordered(WRITE_CONCURRENCY);
+    let mut written = Written::default();
+    let mut failed = None;
+    while let Some(result) = results.next().await {
+        match result {
+            Ok(()) => written.patched += 1,
+            Err(kube::Error::Api(status)) if status.code == 404 => written.gone += 1,
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(written),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use http::{Request, Response};
@@ -367,6 +446,58 @@ mod tests {
                 "labels": { OWNER_LABEL: "c-1" },
                 "annotations": { EPOCH_ANNOTATION: "10" },
             })
+        );
+    }
+
+    #[tokio::test]
+    async fn devices_no_collector_can_take_are_marked_pending_once() {
+        let waiting = device("leaf1", &[], &[]);
+        let placed = device("leaf2", &[(OWNER_LABEL, "c-0")], &[(EPOCH_ANNOTATION, "1")]);
+        let mut marked = device("leaf3", &[], &[]);
+        marked.status = Some(crds::DeviceStatus {
+            phase: Some(crds::DevicePhase::Pending),
+            ..Default::default()
+        });
+        let assigned_now = device("leaf4", &[], &[]);
+        let plan = Plan {
+            actions: vec![(
+                "network/leaf4".into(),
+                Action::Assign {
+                    collector: "c-0".into(),
+                    epoch: 1,
+                },
+            )],
+            ..Plan::default()
+        };
+        let all = [waiting, placed, marked, assigned_now];
+        let pending = unplaced(&all, &plan);
+        assert_eq!(
+            pending.iter().map(|d| d.name_any()).collect::<Vec<_>>(),
+            ["leaf1"]
+        );
+
+        let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(mock, "default");
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+        let server = tokio::spawn(serve(handle, 1));
+        let written = mark_pending(&client, &pending, now).await.expect("written");
+        assert_eq!(written.patched, 1);
+        let seen = server.await.expect("served");
+        let (method, uri, content_type, body) = &seen[0];
+        assert_eq!(method, "PATCH");
+        assert_eq!(
+            uri,
+            "/apis/netpulse.io/v1alpha1/namespaces/network/devices/leaf1/status?&force=true&fieldManager=netpulse-operator"
+        );
+        assert_eq!(content_type, "application/apply-patch+yaml");
+        assert_eq!(body["status"]["phase"], "Pending");
+        assert_eq!(
+            body["status"]["conditions"][0]["reason"],
+            "NoReadyCollector"
+        );
+        assert_eq!(
+            body["status"]["conditions"][0]["lastTransitionTime"],
+            "2027-01-15T08:00:00Z"
         );
     }
 }

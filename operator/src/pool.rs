@@ -235,6 +235,10 @@ pub async fn reconcile(
     };
     let pass = crate::controller::reconcile(&devices, &pods, now, grace, &settings);
     let written = crate::devices::write(client, &pass.devices, &pass.plan).await?;
+    let waiting = crate::devices::unplaced(&devices, &pass.plan);
+    if !waiting.is_empty() {
+        crate::devices::mark_pending(client, &waiting, now).await?;
+    }
 
     let status = status(
         pool,
