@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::Stream;
 use model::{DeviceEvent, DeviceKey, Sample};
 
-pub use codec::{CODEC_VERSION, decode, encode};
+pub use codec::{CODEC_VERSION, JSON_VERSION, decode, encode, encode_json};
 pub use memory::MemoryBus;
 pub use redis_bus::RedisBus;
 
