@@ -163,7 +163,7 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
     let store = store::open(&args.database_url, true)
         .await
         .with_context(|| format!("database {}", args.database_url))?;
-    let bus = bus::open(args.redis.redis_url.as_deref(), &args.redis.bus_prefix)?;
+    let bus = args.redis.open()?;
 
     let mut devices = Vec::new();
     if let Some(file) = &args.devices {
@@ -314,7 +314,7 @@ async fn run_collector(args: CollectorArgs) -> anyhow::Result<()> {
     let store = store::open(&args.database_url, true)
         .await
         .context("database")?;
-    let bus = bus::open(args.redis.redis_url.as_deref(), &args.redis.bus_prefix)?;
+    let bus = args.redis.open()?;
     let mut registry = Registry::default();
     let metrics = Arc::new(collector::CollectorMetrics::register(&mut registry));
     let listener = bind(args.listen).await?;
@@ -366,7 +366,7 @@ async fn run_web(args: WebArgs) -> anyhow::Result<()> {
     let store = store::open(&args.database_url, true)
         .await
         .context("database")?;
-    let bus = bus::open(args.redis.redis_url.as_deref(), &args.redis.bus_prefix)?;
+    let bus = args.redis.open()?;
     let state = web::AppState::new(store, bus, Registry::default());
     let listener = bind(args.listen.listen).await?;
     let addr = listener.local_addr()?;

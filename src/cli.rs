@@ -72,6 +72,30 @@ pub struct RedisArgs {
     /// Prefix of every bus channel, so several installations can share one Redis.
     #[arg(long, env = "NETPULSE_BUS_PREFIX", default_value = bus::DEFAULT_PREFIX)]
     pub bus_prefix: String,
+
+    /// PEM file of the CA that signed the Redis server's certificate, for a rediss://
+    /// URL whose server the system roots do not know. User name and password go in the
+    /// URL: rediss://user:password@host:port.
+    #[arg(long, env = "NETPULSE_REDIS_CA", value_name = "FILE")]
+    pub redis_ca: Option<PathBuf>,
+}
+
+impl RedisArgs {
+    /// The bus these flags describe.
+    pub fn open(&self) -> anyhow::Result<std::sync::Arc<dyn bus::Bus>> {
+        use anyhow::Context as _;
+        let ca = match &self.redis_ca {
+            Some(file) => Some(
+                std::fs::read(file).with_context(|| format!("--redis-ca {}", file.display()))?,
+            ),
+            None => None,
+        };
+        Ok(bus::open_with(
+            self.redis_url.as_deref(),
+            &self.bus_prefix,
+            ca,
+        )?)
+    }
 }
 
 /// Storage upkeep the collector runs (one collector at a time on PostgreSQL).

@@ -36,6 +36,9 @@ pub enum Error {
     /// A message on the wire could not be decoded.
     #[error("undecodable bus message: {0}")]
     Decode(String),
+    /// The bus settings do not fit together.
+    #[error("bus settings: {0}")]
+    Config(String),
     /// The bus has shut down.
     #[error("the bus is closed")]
     Closed,
@@ -157,9 +160,17 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
 
 /// Opens the bus for `url`: `None` gives the in-process bus, `redis://`/`rediss://` Redis.
 pub fn open(url: Option<&str>, prefix: &str) -> Result<Arc<dyn Bus>> {
+    open_with(url, prefix, None)
+}
+
+/// [`open`], trusting `ca_pem` for a `rediss://` Redis ([`RedisBus::connect_with`]).
+pub fn open_with(url: Option<&str>, prefix: &str, ca_pem: Option<Vec<u8>>) -> Result<Arc<dyn Bus>> {
     match url {
+        None if ca_pem.is_some() => Err(Error::Config(
+            "a Redis CA certificate was given without a Redis URL".into(),
+        )),
         None => Ok(Arc::new(MemoryBus::new())),
-        Some(url) => Ok(Arc::new(RedisBus::connect(url, prefix)?)),
+        Some(url) => Ok(Arc::new(RedisBus::connect_with(url, prefix, ca_pem)?)),
     }
 }
 

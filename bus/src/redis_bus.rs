@@ -49,7 +49,37 @@ impl RedisBus {
     /// runtime. Returns at once: connecting happens in the background, so a Redis that is
     /// down at start-up delays live updates, not the caller.
     pub fn connect(url: &str, prefix: &str) -> Result<Self> {
-        let client = redis::Client::open(url).map_err(Error::Url)?;
+        Self::connect_with(url, prefix, None)
+    }
+
+    /// [`RedisBus::connect`], trusting the PEM certificates `ca_pem` (instead of the
+    /// system's roots) for a `rediss://` URL: a Redis with a private CA. User name and
+    /// password come from the URL (`rediss://user:password@host:port`, Redis 6 ACL users;
+    /// `redis://:password@host` for `requirepass`).
+    pub fn connect_with(url: &str, prefix: &str, ca_pem: Option<Vec<u8>>) -> Result<Self> {
+        if url.starts_with("rediss://") {
+            // rustls needs a process-wide provider; the workspace builds ring only. Already
+            // installed (by another TLS user) is fine.
+            let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = match ca_pem {
+            None => redis::Client::open(url).map_err(Error::Url)?,
+            Some(root_cert) => {
+                if !url.starts_with("rediss://") {
+                    return Err(Error::Config(
+                        "a Redis CA certificate needs a rediss:// URL".into(),
+                    ));
+                }
+                redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )
+                .map_err(Error::Url)?
+            }
+        };
         let shared = Arc::new(Shared::default());
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (subscribe_tx, subscribe_rx) = mpsc::unbounded_channel();
