@@ -34,10 +34,18 @@
   }
 
   const source = new EventSource("/devices/" + encodeURIComponent(device) + "/live" + location.search);
+  // The server says what the page's data is: live, paused (the bus is down; charts
+  // come from the database every few seconds) or stale (no new sample for a while).
   source.addEventListener("status", function (e) {
     const d = JSON.parse(e.data);
-    if (d.live) setMode("live", "live");
-    else setMode("paused", "live updates paused: showing data from the database");
+    if (d.mode === "paused") setMode("paused", "live updates paused: showing data from the database");
+    else if (d.mode === "stale") setMode("stale", "stale: newest point " + (d.age || "never"));
+    else setMode("live", "live");
+  });
+  source.addEventListener("skipped", function (e) {
+    const d = JSON.parse(e.data);
+    state.skipped = (state.skipped || 0) + d.missed;
+    if (state.mode !== "paused") setMode("live", "live · skipped " + d.missed + " updates to catch up");
   });
   source.addEventListener("samples", function (e) {
     const d = JSON.parse(e.data);

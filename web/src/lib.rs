@@ -9,6 +9,7 @@ mod api;
 pub mod chart;
 mod error;
 pub mod health;
+pub mod hub;
 mod live;
 mod metrics;
 pub mod view;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub bus: Arc<dyn Bus>,
     /// Metrics of this component.
     pub metrics: Arc<WebMetrics>,
+    /// Live fan-out to browsers: one bus subscription per watched device.
+    pub hub: hub::Hub,
     /// The process-wide registry served on `/metrics`.
     pub registry: Arc<Registry>,
 }
@@ -48,9 +51,11 @@ impl AppState {
     /// Builds the state, registering the web and bus metrics in `registry` first.
     pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, mut registry: Registry) -> Self {
         let metrics = Arc::new(WebMetrics::register(&mut registry, bus.clone()));
+        let hub = hub::Hub::new(bus.clone(), metrics.live_subscriptions.clone());
         Self {
             store,
             bus,
+            hub,
             metrics,
             registry: Arc::new(registry),
         }

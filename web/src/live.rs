@@ -1,24 +1,41 @@
 //! Live updates of a device page over server-sent events.
 //!
-//! Each browser gets a task that subscribes to the device's bus topic for as long as the
-//! browser listens. New samples are forwarded as `samples` events (id = newest sample
-//! timestamp) and the charts are re-rendered on the server at most once a second and sent
-//! as `chart` events. When the bus is down the task says so (`status` event, `live:
-//! false`) and falls back to re-rendering from the store every few seconds.
+//! Each browser gets a task that watches the device through the node's [`Hub`] (one bus
+//! subscription per watched device, shared). New samples are forwarded as `samples`
+//! events whose id is the newest sample's timestamp; charts are re-rendered on the
+//! server at most once a second and sent as `chart` events.
+//!
+//! - **Reconnects lose nothing and repeat nothing.** A browser that comes back with
+//!   `Last-Event-ID` (EventSource does so by itself; after a move to another web pod too,
+//!   ids are timestamps, not per-node counters) first gets the samples stored after that
+//!   id (at most [`REPLAY_WINDOW`] back), then live ones; live samples already replayed
+//!   are dropped. The hub is joined before the store is read, so nothing falls between.
+//! - **A slow browser skips ahead.** When it falls [`crate::hub::RING`] messages behind,
+//!   it gets a `skipped` event with the count and fresh charts (latest state wins); the
+//!   hub and other browsers never wait for it.
+//! - **The page says what its data is**: `status` events with `mode` `live`, `paused`
+//!   (the bus is down: charts are re-rendered from the store every few seconds) or
+//!   `stale` (no sample for [`STALE_AFTER`]: collector down or device unreachable), with
+//!   the newest point's time and age.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use bus::{BusMessage, Topic};
-use futures::{Stream, StreamExt};
-use model::DeviceKey;
+use bus::BusMessage;
+use futures::Stream;
+use futures::StreamExt as _;
+use model::{DeviceKey, Sample};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::{Error, Result};
+use crate::hub::{Received, Watch};
 use crate::view;
 use crate::{AppState, DEFAULT_WINDOW_MINUTES, api, now_ns, window_minutes};
 
@@ -26,15 +43,24 @@ use crate::{AppState, DEFAULT_WINDOW_MINUTES, api, now_ns, window_minutes};
 const CLIENT_BUFFER: usize = 64;
 /// Charts are re-rendered at most this often.
 const RENDER_EVERY: Duration = Duration::from_secs(1);
-/// Poll interval of the store while the bus is down.
+/// Poll interval of the store while the bus is down, and of the page's mode.
 const POLL_EVERY: Duration = Duration::from_secs(5);
 /// Most samples forwarded in one `samples` event.
 const MAX_SAMPLES_PER_EVENT: usize = 500;
+/// A device without a new sample for this long is shown stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(30);
+/// How far back a reconnecting browser is replayed from the store.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Most series read for one replay.
+const REPLAY_SERIES: usize = 512;
 
 /// Query of the live endpoint.
 #[derive(Debug, Deserialize)]
 pub struct LiveQuery {
     minutes: Option<i64>,
+    /// Replay from after this event id (what `Last-Event-ID` says, for clients that
+    /// cannot set headers).
+    since: Option<i64>,
 }
 
 /// `GET /devices/{name}/live`
@@ -42,14 +68,28 @@ pub async fn device_live(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
     Query(q): Query<LiveQuery>,
+    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let key = api::device_key(&name)?;
-    if state.store.device(&key).await?.is_none() {
+    let Some(summary) = state.store.device(&key).await? else {
         return Err(Error::UnknownDevice(name));
-    }
+    };
     let minutes = window_minutes(q.minutes.unwrap_or(DEFAULT_WINDOW_MINUTES));
+    let since = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or(q.since);
     let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
-    tokio::spawn(stream_device(state, key, minutes, tx));
+    let client = Client {
+        watch: state.hub.watch(&key),
+        state,
+        device: key,
+        minutes,
+        newest: summary.last_sample.unwrap_or(0),
+        tx,
+    };
+    tokio::spawn(client.run(since));
     let events = ReceiverStream::new(rx).map(Ok);
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
@@ -58,138 +98,258 @@ fn json_event(kind: &str, data: &serde_json::Value) -> Event {
     Event::default().event(kind).data(data.to_string())
 }
 
-async fn stream_device(state: AppState, device: DeviceKey, minutes: i64, tx: mpsc::Sender<Event>) {
-    let metrics = state.metrics.clone();
-    metrics.sse_clients.inc();
-    let _guard = scopeguard(move || {
-        metrics.sse_clients.dec();
-    });
-    let mut sub = Some(state.bus.subscribe(Topic::Device(device.clone())));
-    let mut render = tokio::time::interval(RENDER_EVERY);
-    let mut poll = tokio::time::interval(POLL_EVERY);
-    let mut dirty = false;
-    let mut live = state.bus.is_connected();
-    if tx.send(status_event(live)).await.is_err() {
-        return;
-    }
-    loop {
-        tokio::select! {
-            msg = next_message(&mut sub), if sub.is_some() => {
-                let Some(msg) = msg else {
-                    // The bus ended this subscription: serve from the store and subscribe
-                    // again on the next poll tick (never in a tight loop).
-                    sub = None;
-                    continue;
-                };
-                let event = match msg {
-                    BusMessage::Samples { samples, .. } => {
-                        dirty = true;
-                        let newest = samples.iter().map(|s| s.ts).max().unwrap_or(0);
-                        let shown: Vec<_> = samples.iter().take(MAX_SAMPLES_PER_EVENT).map(|s| {
-                            serde_json::json!({"path": s.path, "ts": api::rfc3339(s.ts), "value": s.value})
-                        }).collect();
-                        json_event("samples", &serde_json::json!({
-                            "count": samples.len(),
-                            "newest": api::rfc3339(newest),
-                            "samples": shown,
-                        })).id(newest.to_string())
-                    }
-                    BusMessage::State(ev) => json_event("state", &serde_json::json!({
-                        "state": ev.state.as_str(),
-                        "error": ev.error,
-                        "ts": api::rfc3339(ev.ts),
-                    })),
-                };
-                if tx.send(event).await.is_err() {
-                    return;
-                }
-            }
-            _ = render.tick(), if dirty => {
-                dirty = false;
-                if !send_charts(&state, &device, minutes, &tx).await {
-                    return;
-                }
-            }
-            _ = poll.tick() => {
-                if sub.is_none() {
-                    sub = Some(state.bus.subscribe(Topic::Device(device.clone())));
-                }
-                let now_live = state.bus.is_connected();
-                if now_live != live {
-                    live = now_live;
-                    if tx.send(status_event(live)).await.is_err() {
-                        return;
-                    }
-                }
-                if tx.is_closed() || (!live && !send_charts(&state, &device, minutes, &tx).await) {
-                    return;
-                }
-            }
-        }
-    }
+/// What the page's data is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Live,
+    Paused,
+    Stale,
 }
 
-async fn next_message(sub: &mut Option<bus::Subscription>) -> Option<BusMessage> {
-    match sub {
-        Some(sub) => sub.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-fn status_event(live: bool) -> Event {
-    json_event(
-        "status",
-        &serde_json::json!({ "live": live, "mode": if live { "live" } else { "paused" } }),
-    )
-}
-
-/// Re-renders the device's charts and sends them; false when the browser has gone.
-async fn send_charts(
-    state: &AppState,
-    device: &DeviceKey,
+/// One browser's stream.
+struct Client {
+    state: AppState,
+    device: DeviceKey,
     minutes: i64,
-    tx: &mpsc::Sender<Event>,
-) -> bool {
-    let now = now_ns();
-    let from = now - minutes * 60_000_000_000;
-    let rendered = async {
-        let summary = state.store.device(device).await?;
-        let series = state.store.series(device).await?;
-        let interfaces = view::interfaces(&series);
-        let charts = view::charts(&*state.store, device, &interfaces, from, now).await?;
-        Ok::<_, store::Error>((summary, series, charts))
+    watch: Watch,
+    /// Newest sample timestamp known to this stream.
+    newest: i64,
+    tx: mpsc::Sender<Event>,
+}
+
+/// The browser has gone.
+struct Gone;
+
+impl Client {
+    async fn send(&self, event: Event) -> Result<(), Gone> {
+        self.tx.send(event).await.map_err(|_| Gone)
     }
-    .await;
-    let (summary, series, charts) = match rendered {
-        Ok(r) => r,
-        Err(error) => {
-            tracing::warn!(%device, %error, "Live chart render failed");
-            return !tx.is_closed();
-        }
-    };
-    state.metrics.chart_renders.inc();
-    for (interface, svg) in charts {
-        let data = serde_json::json!({ "id": view::chart_id(&interface), "interface": interface, "svg": svg });
-        if tx.send(json_event("chart", &data)).await.is_err() {
-            return false;
+
+    fn mode(&self, now: i64) -> Mode {
+        if !self.state.hub.is_live() {
+            Mode::Paused
+        } else if now.saturating_sub(self.newest) > STALE_AFTER.as_nanos() as i64 {
+            Mode::Stale
+        } else {
+            Mode::Live
         }
     }
-    let rows = serde_json::json!({ "html": view::latest_rows(&series, now) });
-    if tx.send(json_event("latest", &rows)).await.is_err() {
-        return false;
+
+    fn status_event(&self, mode: Mode, now: i64) -> Event {
+        let newest = (self.newest > 0).then_some(self.newest);
+        json_event(
+            "status",
+            &serde_json::json!({
+                "live": mode != Mode::Paused,
+                "mode": match mode { Mode::Live => "live", Mode::Paused => "paused", Mode::Stale => "stale" },
+                "newest": newest.map(api::rfc3339),
+                "age": view::age(newest, now),
+            }),
+        )
     }
-    if let Some(summary) = summary {
-        let data = serde_json::json!({
-            "lastSample": summary.last_sample.map(api::rfc3339),
-            "age": view::age(summary.last_sample, now),
-            "state": summary.state.as_str(),
-            "health": view::health_line(&summary, now),
+
+    async fn run(mut self, since: Option<i64>) {
+        let metrics = self.state.metrics.clone();
+        metrics.sse_clients.inc();
+        let _guard = scopeguard(move || {
+            metrics.sse_clients.dec();
         });
-        if tx.send(json_event("freshness", &data)).await.is_err() {
-            return false;
+        let _ = self.stream(since).await;
+    }
+
+    async fn stream(&mut self, since: Option<i64>) -> Result<(), Gone> {
+        let mut mode = self.mode(now_ns());
+        self.send(self.status_event(mode, now_ns())).await?;
+        // Replayed samples, to drop when they come again live.
+        let mut replayed: HashSet<(Arc<model::Path>, i64)> = HashSet::new();
+        let mut replayed_until = i64::MIN;
+        let mut dirty = false;
+        if let Some(since) = since {
+            let samples = self.replay(since).await;
+            self.state.metrics.sse_replayed.inc_by(samples.len() as u64);
+            replayed_until = samples.last().map_or(i64::MIN, |s| s.ts);
+            for chunk in samples.chunks(MAX_SAMPLES_PER_EVENT) {
+                self.send(samples_event(chunk)).await?;
+            }
+            replayed = samples.into_iter().map(|s| (s.path, s.ts)).collect();
+            dirty = !replayed.is_empty();
+        }
+        let mut render = tokio::time::interval(RENDER_EVERY);
+        let mut poll = tokio::time::interval(POLL_EVERY);
+        poll.tick().await;
+        let mut closed = false;
+        loop {
+            tokio::select! {
+                received = self.watch.recv(), if !closed => match received {
+                    Received::Message(message) => match &*message {
+                        BusMessage::Samples { samples, .. } => {
+                            let fresh: Vec<Sample> = if replayed.is_empty() {
+                                samples.clone()
+                            } else {
+                                let fresh: Vec<Sample> = samples.iter().filter(|s| !replayed.contains(&(s.path.clone(), s.ts))).cloned().collect();
+                                if samples.iter().all(|s| s.ts > replayed_until) {
+                                    replayed.clear();
+                                }
+                                fresh
+                            };
+                            if fresh.is_empty() {
+                                continue;
+                            }
+                            self.newest = self.newest.max(fresh.iter().map(|s| s.ts).max().unwrap_or(0));
+                            dirty = true;
+                            self.send(samples_event(&fresh)).await?;
+                        }
+                        BusMessage::State(ev) => {
+                            self.send(json_event("state", &serde_json::json!({
+                                "state": ev.state.as_str(),
+                                "error": ev.error,
+                                "ts": api::rfc3339(ev.ts),
+                            }))).await?;
+                        }
+                    },
+                    Received::Skipped(missed) => {
+                        self.state.metrics.sse_skipped.inc_by(missed);
+                        self.send(json_event("skipped", &serde_json::json!({ "missed": missed }))).await?;
+                        // The latest state wins: fresh charts replace what was skipped.
+                        dirty = true;
+                    }
+                    Received::Closed => closed = true,
+                },
+                _ = render.tick(), if dirty => {
+                    dirty = false;
+                    self.send_charts().await?;
+                }
+                _ = poll.tick() => {
+                    if closed {
+                        // The bus ended this device's subscription: join the hub again.
+                        self.watch = self.state.hub.watch(&self.device);
+                        closed = false;
+                    }
+                    let now = now_ns();
+                    let paused = mode == Mode::Paused || !self.state.hub.is_live();
+                    if paused {
+                        // No live data: the store is the source (freshness included).
+                        self.send_charts().await?;
+                    }
+                    let now_mode = self.mode(now);
+                    if now_mode != mode {
+                        mode = now_mode;
+                        self.send(self.status_event(mode, now)).await?;
+                    }
+                    if self.tx.is_closed() {
+                        return Err(Gone);
+                    }
+                }
+            }
         }
     }
-    true
+
+    /// Stored samples of the device after `since` (within [`REPLAY_WINDOW`]), oldest first.
+    async fn replay(&self, since: i64) -> Vec<Sample> {
+        let now = now_ns();
+        let from = since
+            .saturating_add(1)
+            .max(now - REPLAY_WINDOW.as_nanos() as i64);
+        let read = async {
+            let series = self.state.store.series(&self.device).await?;
+            let mut out = Vec::new();
+            for s in series
+                .into_iter()
+                .filter(|s| s.last_ts >= from)
+                .take(REPLAY_SERIES)
+            {
+                let path: Arc<model::Path> = Arc::new(s.path);
+                let points = self
+                    .state
+                    .store
+                    .range(&self.device, &path, from, i64::MAX)
+                    .await?;
+                out.extend(points.into_iter().map(|p| Sample {
+                    device: self.device.clone(),
+                    path: path.clone(),
+                    ts: p.ts,
+                    value: p.value,
+                }));
+            }
+            Ok::<_, store::Error>(out)
+        };
+        match read.await {
+            Ok(mut samples) => {
+                samples.sort_by_key(|s| s.ts);
+                samples
+            }
+            Err(error) => {
+                tracing::warn!(device = %self.device, %error, "Replay from the store failed; live data only");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Re-renders the device's charts from the store and sends them.
+    async fn send_charts(&mut self) -> Result<(), Gone> {
+        let now = now_ns();
+        let from = now - self.minutes * 60_000_000_000;
+        let (state, device) = (&self.state, &self.device);
+        let rendered = async {
+            let summary = state.store.device(device).await?;
+            let series = state.store.series(device).await?;
+            let interfaces = view::interfaces(&series);
+            let charts = view::charts(&*state.store, device, &interfaces, from, now).await?;
+            Ok::<_, store::Error>((summary, series, charts))
+        }
+        .await;
+        let (summary, series, charts) = match rendered {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::warn!(%device, %error, "Live chart render failed");
+                return if self.tx.is_closed() {
+                    Err(Gone)
+                } else {
+                    Ok(())
+                };
+            }
+        };
+        state.metrics.chart_renders.inc();
+        for (interface, svg) in charts {
+            let data = serde_json::json!({ "id": view::chart_id(&interface), "interface": interface, "svg": svg });
+            self.send(json_event("chart", &data)).await?;
+        }
+        let rows = serde_json::json!({ "html": view::latest_rows(&series, now) });
+        self.send(json_event("latest", &rows)).await?;
+        if let Some(summary) = summary {
+            if let Some(last) = summary.last_sample {
+                self.newest = self.newest.max(last);
+            }
+            let data = serde_json::json!({
+                "lastSample": summary.last_sample.map(api::rfc3339),
+                "age": view::age(summary.last_sample, now),
+                "state": summary.state.as_str(),
+                "health": view::health_line(&summary, now),
+            });
+            self.send(json_event("freshness", &data)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A `samples` event; its id is the newest sample's timestamp, what a reconnecting
+/// browser sends back as `Last-Event-ID`.
+fn samples_event(samples: &[Sample]) -> Event {
+    let newest = samples.iter().map(|s| s.ts).max().unwrap_or(0);
+    let shown: Vec<_> = samples
+        .iter()
+        .take(MAX_SAMPLES_PER_EVENT)
+        .map(|s| serde_json::json!({"path": s.path, "ts": api::rfc3339(s.ts), "value": s.value}))
+        .collect();
+    json_event(
+        "samples",
+        &serde_json::json!({
+            "count": samples.len(),
+            "newest": api::rfc3339(newest),
+            "samples": shown,
+        }),
+    )
+    .id(newest.to_string())
 }
 
 /// Runs `f` when dropped.

@@ -18,6 +18,12 @@ pub struct WebMetrics {
     pub sse_clients: Gauge,
     /// Chart sets rendered (pages and live updates).
     pub chart_renders: Counter,
+    /// Devices with a live bus subscription (watched by at least one browser).
+    pub live_subscriptions: Gauge,
+    /// Messages slow browsers skipped (they got the latest state instead).
+    pub sse_skipped: Counter,
+    /// Stored samples replayed to reconnecting browsers.
+    pub sse_replayed: Counter,
 }
 
 impl WebMetrics {
@@ -33,6 +39,21 @@ impl WebMetrics {
             "netpulse_web_chart_renders",
             "Chart sets rendered for pages and live updates",
             m.chart_renders.clone(),
+        );
+        registry.register(
+            "netpulse_web_live_subscriptions",
+            "Devices with a live bus subscription, watched by at least one browser",
+            m.live_subscriptions.clone(),
+        );
+        registry.register(
+            "netpulse_web_sse_skipped",
+            "Live messages slow browsers skipped (they were sent the latest state instead)",
+            m.sse_skipped.clone(),
+        );
+        registry.register(
+            "netpulse_web_sse_replayed",
+            "Stored samples replayed to reconnecting browsers (Last-Event-ID)",
+            m.sse_replayed.clone(),
         );
         registry.register_collector(Box::new(BusCollector(bus)));
         m

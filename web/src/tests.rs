@@ -498,3 +498,163 @@ async fn top_endpoint_ranks_series_and_refuses_bad_input() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{device}: {body}");
     }
 }
+
+/// Reads SSE text from `body` until `done` holds for what was read (10 s at most).
+async fn read_until(
+    body: &mut (impl futures::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin),
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done(&seen) {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .unwrap_or_else(|_| panic!("live stream went quiet; got: {seen}"))
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
+}
+
+/// Sample timestamps in the `samples` events of `text`, in order.
+fn sample_stamps(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter(|e| e.contains("event: samples"))
+        .flat_map(|e| {
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            let d: serde_json::Value = serde_json::from_str(data).unwrap();
+            d["samples"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["ts"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reconnecting_browser_gets_what_it_missed_then_live_data_without_repeats() {
+    let f = fixture().await;
+    let device = DeviceKey::new("leaf1").unwrap();
+    let path: Arc<model::Path> = counter("Ethernet1", "in-octets").into();
+    let stored = f
+        .state
+        .store
+        .range(&device, &path, 0, i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 10);
+    // The browser saw events up to the 7th point, then lost its connection (or its web
+    // pod): it comes back with that id.
+    let last_seen = stored[6].ts;
+    let res = router(f.state.clone())
+        .oneshot(
+            Request::get("/devices/leaf1/live")
+                .header("Last-Event-ID", last_seen.to_string())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body().into_data_stream();
+    let replayed = read_until(&mut body, |s| s.contains("event: samples")).await;
+    // The 3 later points of both counters, oldest first, and nothing older.
+    let stamps = sample_stamps(&replayed);
+    assert_eq!(stamps.len(), 6, "{replayed}");
+    assert_eq!(stamps[0], api::rfc3339(stored[7].ts));
+    assert_eq!(stamps[5], api::rfc3339(stored[9].ts));
+    assert!(
+        replayed.contains(&format!("id: {}", stored[9].ts)),
+        "{replayed}"
+    );
+    // Live now: the newest stored point comes again from the bus (a collector's batch
+    // published after the replay read the store) with one new point; only the new one
+    // is sent.
+    let fresh = Sample {
+        device: device.clone(),
+        path: path.clone(),
+        ts: stored[9].ts + 2_000_000_000,
+        value: Value::Uint(20_000_000),
+    };
+    let again = Sample {
+        device: device.clone(),
+        path: path.clone(),
+        ts: stored[9].ts,
+        value: stored[9].value.clone(),
+    };
+    let mut live = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !live.contains(&format!("id: {}", fresh.ts)) {
+        f.bus.publish(BusMessage::Samples {
+            device: device.clone(),
+            samples: vec![again.clone(), fresh.clone()],
+        });
+        if let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_millis(200), body.next()).await
+        {
+            live.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{live}");
+    }
+    let stamps = sample_stamps(&live);
+    assert!(
+        !stamps.contains(&api::rfc3339(again.ts)),
+        "repeated: {live}"
+    );
+    assert_eq!(stamps[0], api::rfc3339(fresh.ts));
+    let (_, metrics) = get(&f.state, "/metrics").await;
+    assert!(
+        metrics.contains("netpulse_web_sse_replayed_total 6"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("netpulse_web_live_subscriptions 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_device_without_new_samples_is_shown_stale_with_its_newest_point() {
+    let f = fixture().await;
+    let old = DeviceKey::new("old1").unwrap();
+    let an_hour_ago = now_ns() - 3_600_000_000_000;
+    f.state
+        .store
+        .write_samples(&[Sample {
+            device: old.clone(),
+            path: counter("Ethernet1", "in-octets").into(),
+            ts: an_hour_ago,
+            value: Value::Uint(1),
+        }])
+        .await
+        .unwrap();
+    let res = router(f.state.clone())
+        .oneshot(
+            Request::get("/devices/old1/live")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = res.into_body().into_data_stream();
+    let text = read_until(&mut body, |s| s.contains("event: status")).await;
+    assert!(text.contains("\"mode\":\"stale\""), "{text}");
+    assert!(
+        text.contains(&format!("\"newest\":\"{}\"", api::rfc3339(an_hour_ago))),
+        "{text}"
+    );
+    // leaf1 has fresh samples: live.
+    let res = router(f.state.clone())
+        .oneshot(
+            Request::get("/devices/leaf1/live")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = res.into_body().into_data_stream();
+    let text = read_until(&mut body, |s| s.contains("event: status")).await;
+    assert!(text.contains("\"mode\":\"live\""), "{text}");
+}
