@@ -183,7 +183,8 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
 
     let mut registry = Registry::default();
     let metrics = Arc::new(collector::CollectorMetrics::register(&mut registry));
-    let state = web::AppState::new(store.clone(), bus.clone(), registry);
+    let state = web::AppState::new(store.clone(), bus.clone(), registry)
+        .with_stale_after(args.listen.stale_after);
     let listener = bind(args.listen.listen).await?;
     let addr = listener.local_addr()?;
     let count = devices.len();
@@ -367,7 +368,8 @@ async fn run_web(args: WebArgs) -> anyhow::Result<()> {
         .await
         .context("database")?;
     let bus = args.redis.open()?;
-    let state = web::AppState::new(store, bus, Registry::default());
+    let state = web::AppState::new(store, bus, Registry::default())
+        .with_stale_after(args.listen.stale_after);
     let listener = bind(args.listen.listen).await?;
     let addr = listener.local_addr()?;
     println!("netpulse web is running: open http://{addr}/");

@@ -61,6 +61,11 @@ pub struct ListenArgs {
     /// Address the HTTP server binds (port 0 picks a free port).
     #[arg(long, env = "NETPULSE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// A device without a new sample for this long is shown stale on its page
+    /// (collector down or device unreachable), e.g. `30s`.
+    #[arg(long, env = "NETPULSE_STALE_AFTER", default_value = "30s", value_parser = parse_duration)]
+    pub stale_after: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

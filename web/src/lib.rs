@@ -43,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<WebMetrics>,
     /// Live fan-out to browsers: one bus subscription per watched device.
     pub hub: hub::Hub,
+    /// A device without a new sample for this long is shown stale.
+    pub stale_after: std::time::Duration,
     /// The process-wide registry served on `/metrics`.
     pub registry: Arc<Registry>,
 }
@@ -56,9 +58,16 @@ impl AppState {
             store,
             bus,
             hub,
+            stale_after: live::STALE_AFTER,
             metrics,
             registry: Arc::new(registry),
         }
+    }
+
+    /// This state, showing devices stale after `after` without a new sample.
+    pub fn with_stale_after(mut self, after: std::time::Duration) -> Self {
+        self.stale_after = after;
+        self
     }
 }
 

@@ -47,7 +47,8 @@ const RENDER_EVERY: Duration = Duration::from_secs(1);
 const POLL_EVERY: Duration = Duration::from_secs(5);
 /// Most samples forwarded in one `samples` event.
 const MAX_SAMPLES_PER_EVENT: usize = 500;
-/// A device without a new sample for this long is shown stale.
+/// A device without a new sample for this long is shown stale (default of
+/// `--stale-after`).
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
 /// How far back a reconnecting browser is replayed from the store.
 pub const REPLAY_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -128,7 +129,7 @@ impl Client {
     fn mode(&self, now: i64) -> Mode {
         if !self.state.hub.is_live() {
             Mode::Paused
-        } else if now.saturating_sub(self.newest) > STALE_AFTER.as_nanos() as i64 {
+        } else if now.saturating_sub(self.newest) > self.state.stale_after.as_nanos() as i64 {
             Mode::Stale
         } else {
             Mode::Live
