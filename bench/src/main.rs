@@ -22,6 +22,7 @@
 
 mod blocks;
 mod ingest;
+mod live;
 mod placement;
 mod query;
 mod single_node;
@@ -138,6 +139,10 @@ enum Command {
     },
     /// The operator's placement on a fleet: plan time, moves on scale-out, balance.
     Placement(placement::Placement),
+    /// The bus codec and Redis throughput against redis-benchmark's ceiling (issue 6).
+    Bus(live::BusBench),
+    /// One web process fanning live updates out to many SSE clients (issue 6).
+    Fanout(live::Fanout),
     /// Failover in the operator's cluster simulation: NotReady pod to devices re-owned.
     Failover(placement::FailoverArgs),
     /// Step-query latency with a fleet's worth of rollups in PostgreSQL (see `query.rs`).
@@ -666,6 +671,8 @@ fn main() -> anyhow::Result<()> {
             seed,
         })),
         Command::Placement(cfg) => placement::run(&cfg),
+        Command::Bus(cfg) => runtime.block_on(live::bus_bench(&cfg)),
+        Command::Fanout(cfg) => runtime.block_on(live::fanout(&cfg)),
         Command::Failover(cfg) => placement::failover(&cfg),
         Command::SingleNode(cfg) => runtime.block_on(single_node::run(&cfg)),
         Command::Query(cfg) => runtime.block_on(query::run(&cfg)),

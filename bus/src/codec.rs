@@ -1,7 +1,8 @@
 //! The wire codec: a version byte, then the body.
 //!
 //! - Version 2 (written): compact binary. Each message names its device once; the paths
-//!   of a samples message are listed once (a dictionary) and referenced by index;
+//!   of a samples message are listed once (a dictionary, front-coded: each path as the
+//!   length it shares with the previous one plus the rest) and referenced by index;
 //!   timestamps are zig-zag varint deltas from the previous sample's; integers are
 //!   varints. A typical counter sample costs 3-6 bytes besides its path's first mention.
 //! - Version 1 (read): the JSON body earlier releases wrote, so a web node of this
@@ -11,6 +12,9 @@
 //! and counted, never misread. Decoding is bounded: lengths are checked against what
 //! remains, leaf-lists nest at most [`MAX_DEPTH`] deep.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use model::{DeviceEvent, DeviceKey, DeviceState, Path, Sample, Value};
@@ -35,25 +39,36 @@ pub fn encode(message: &BusMessage) -> Vec<u8> {
         BusMessage::Samples { device, samples } => {
             out.push(KIND_SAMPLES);
             put_str(&mut out, device.as_str());
-            // Dictionary of the paths, in order of first use; samples refer to it.
-            let mut paths: Vec<&Arc<Path>> = Vec::new();
+            // Dictionary of the paths, in order of first use; samples refer to it. Paths
+            // are told apart by their `Arc` (a collector hands out one per leaf), so a
+            // path never costs a deep comparison; an equal path under another `Arc` is
+            // only listed twice.
+            let mut seen: HashMap<*const Path, usize> = HashMap::new();
             let mut index: Vec<usize> = Vec::with_capacity(samples.len());
+            let mut texts: Vec<String> = Vec::new();
             for s in samples {
-                let at = match paths
-                    .iter()
-                    .position(|p| Arc::ptr_eq(p, &s.path) || **p == s.path)
-                {
-                    Some(i) => i,
-                    None => {
-                        paths.push(&s.path);
-                        paths.len() - 1
-                    }
-                };
+                let at = *seen.entry(Arc::as_ptr(&s.path)).or_insert_with(|| {
+                    let mut text = String::with_capacity(64);
+                    // Writing into a String cannot fail.
+                    let _ = write!(text, "{}", s.path);
+                    texts.push(text);
+                    texts.len() - 1
+                });
                 index.push(at);
             }
-            put_varint(&mut out, paths.len() as u64);
-            for p in &paths {
-                put_str(&mut out, &p.to_string());
+            // Front coding: each path as the length it shares with the previous one and
+            // the rest (interface counters share most of their text).
+            put_varint(&mut out, texts.len() as u64);
+            let mut previous = "";
+            for text in &texts {
+                let shared = text
+                    .bytes()
+                    .zip(previous.bytes())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                put_varint(&mut out, shared as u64);
+                put_bytes(&mut out, &text.as_bytes()[shared..]);
+                previous = text;
             }
             put_varint(&mut out, samples.len() as u64);
             let mut previous = 0i64;
@@ -197,6 +212,32 @@ fn put_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
+/// Paths most recently decoded on this thread, so a stream of messages about the same
+/// leaves parses each path once and shares one `Arc` per leaf (as the collector does).
+const PATH_CACHE: usize = 16_384;
+
+thread_local! {
+    static PATHS: RefCell<HashMap<String, Arc<Path>>> = RefCell::new(HashMap::new());
+}
+
+fn cached_path(text: &str) -> Result<Arc<Path>> {
+    if let Some(p) = PATHS.with(|c| c.borrow().get(text).cloned()) {
+        return Ok(p);
+    }
+    let path: Path = text
+        .parse()
+        .map_err(|e| bad(&format!("path {text:?}: {e}")))?;
+    let path = Arc::new(path);
+    PATHS.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= PATH_CACHE {
+            cache.clear();
+        }
+        cache.insert(text.to_owned(), path.clone());
+    });
+    Ok(path)
+}
+
 /// Reads a version 2 body; every error says what was being read.
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -262,13 +303,20 @@ impl<'a> Reader<'a> {
             KIND_SAMPLES => {
                 let device = self.device()?;
                 let n_paths = self.count("path count")?;
-                let mut paths = Vec::with_capacity(n_paths);
+                let mut paths: Vec<Arc<Path>> = Vec::with_capacity(n_paths);
+                let mut text: Vec<u8> = Vec::with_capacity(64);
                 for _ in 0..n_paths {
-                    let text = self.str("path")?;
-                    let path: Path = text
-                        .parse()
-                        .map_err(|e| bad(&format!("path {text:?}: {e}")))?;
-                    paths.push(Arc::new(path));
+                    let shared = self.varint("shared path length")?;
+                    let shared = usize::try_from(shared)
+                        .ok()
+                        .filter(|s| *s <= text.len())
+                        .ok_or_else(|| {
+                            bad(&format!("path shares {shared} bytes of a shorter one"))
+                        })?;
+                    text.truncate(shared);
+                    text.extend_from_slice(self.bytes("path")?);
+                    let s = std::str::from_utf8(&text).map_err(|_| bad("a path is not UTF-8"))?;
+                    paths.push(cached_path(s)?);
                 }
                 let n = self.count("sample count")?;
                 let mut samples = Vec::with_capacity(n);
@@ -485,7 +533,7 @@ mod tests {
         // Leaf-lists nested deeper than the limit.
         let mut deep = vec![2u8, 1];
         deep.extend([5, b'l', b'e', b'a', b'f', b'1']);
-        deep.extend([1, 2, b'/', b'a', 1, 0, 0]);
+        deep.extend([1, 0, 2, b'/', b'a', 1, 0, 0]);
         deep.extend([8, 1].repeat(6));
         deep.push(10);
         let err = decode(&deep).unwrap_err().to_string();

@@ -62,6 +62,9 @@ pub struct LiveQuery {
     /// Replay from after this event id (what `Last-Event-ID` says, for clients that
     /// cannot set headers).
     since: Option<i64>,
+    /// `false`: samples, states and status only, no re-rendered charts (programs that
+    /// follow a device without drawing it).
+    charts: Option<bool>,
 }
 
 /// `GET /devices/{name}/live`
@@ -88,6 +91,7 @@ pub async fn device_live(
         device: key,
         minutes,
         newest: summary.last_sample.unwrap_or(0),
+        charts: q.charts.unwrap_or(true),
         tx,
     };
     tokio::spawn(client.run(since));
@@ -115,6 +119,8 @@ struct Client {
     watch: Watch,
     /// Newest sample timestamp known to this stream.
     newest: i64,
+    /// Whether this client gets re-rendered charts.
+    charts: bool,
     tx: mpsc::Sender<Event>,
 }
 
@@ -286,8 +292,12 @@ impl Client {
         }
     }
 
-    /// Re-renders the device's charts from the store and sends them.
+    /// Re-renders the device's charts from the store and sends them (unless this client
+    /// asked for none).
     async fn send_charts(&mut self) -> Result<(), Gone> {
+        if !self.charts {
+            return Ok(());
+        }
         let now = now_ns();
         let from = now - self.minutes * 60_000_000_000;
         let (state, device) = (&self.state, &self.device);
