@@ -21,7 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::broadcast;
 
 /// Messages a browser task may fall behind by before it skips ahead.
-pub const RING: usize = 256;
+pub const RING: usize = 16;
 
 /// The hub; cheap to share.
 #[derive(Debug, Clone)]
@@ -229,7 +229,7 @@ mod tests {
         });
         for ts in 0..total {
             bus.publish(samples(&leaf1, ts));
-            if ts % 64 == 0 {
+            if ts % 4 == 0 {
                 tokio::task::yield_now().await;
             }
         }
