@@ -245,7 +245,7 @@ pub async fn bus_bench(cfg: &BusBench) -> anyhow::Result<()> {
                         received.fetch_add(samples.len() as u64, Ordering::Relaxed);
                         n += 1;
                         // One latency per 16 messages keeps the vector small.
-                        if n % 16 == 0
+                        if n.is_multiple_of(16)
                             && let Some(s) = samples.first()
                         {
                             let lag = (now_ns() - s.ts) as f64 / 1e6;
