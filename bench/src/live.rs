@@ -61,7 +61,7 @@ pub struct Fanout {
 }
 
 /// A redis-server of the benchmark's own; killed when dropped.
-struct Redis {
+pub(crate) struct Redis {
     child: Child,
     port: u16,
 }
@@ -74,7 +74,7 @@ impl Drop for Redis {
 }
 
 impl Redis {
-    fn start() -> anyhow::Result<Self> {
+    pub(crate) fn start() -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -95,7 +95,7 @@ impl Redis {
         Ok(Self { child, port })
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -104,7 +104,7 @@ impl Redis {
     }
 }
 
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
@@ -140,7 +140,7 @@ fn message(device: &DeviceKey, paths: &[Arc<Path>], ts: i64, base: u64) -> BusMe
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -21,6 +21,7 @@
 //! timing is asserted.
 
 mod blocks;
+mod e2e;
 mod ingest;
 mod live;
 mod placement;
@@ -143,6 +144,8 @@ enum Command {
     Bus(live::BusBench),
     /// One web process fanning live updates out to many SSE clients (issue 6).
     Fanout(live::Fanout),
+    /// Device timestamp to SSE client through simulator, collector and web processes.
+    E2e(e2e::E2e),
     /// Failover in the operator's cluster simulation: NotReady pod to devices re-owned.
     Failover(placement::FailoverArgs),
     /// Step-query latency with a fleet's worth of rollups in PostgreSQL (see `query.rs`).
@@ -673,6 +676,7 @@ fn main() -> anyhow::Result<()> {
         Command::Placement(cfg) => placement::run(&cfg),
         Command::Bus(cfg) => runtime.block_on(live::bus_bench(&cfg)),
         Command::Fanout(cfg) => runtime.block_on(live::fanout(&cfg)),
+        Command::E2e(cfg) => runtime.block_on(e2e::run(&cfg)),
         Command::Failover(cfg) => placement::failover(&cfg),
         Command::SingleNode(cfg) => runtime.block_on(single_node::run(&cfg)),
         Command::Query(cfg) => runtime.block_on(query::run(&cfg)),
