@@ -292,6 +292,7 @@ async fn run_collector(args: CollectorArgs) -> anyhow::Result<()> {
         let sink: Arc<dyn collector::status::StateSink> = source.status.clone();
         let identity = collector::Identity {
             name: pod,
+            pool: args.pool.clone().unwrap_or_default(),
             sink: Some(sink),
         };
         (
@@ -306,11 +307,11 @@ async fn run_collector(args: CollectorArgs) -> anyhow::Result<()> {
             .context("--devices FILE or --kubernetes is required")?;
         let devices = collector::source::from_file(file)?;
         let count = format!("{} devices", devices.len());
-        (
-            collector::membership::fixed(devices),
-            collector::Identity::default(),
-            count,
-        )
+        let identity = collector::Identity {
+            pool: args.pool.clone().unwrap_or_default(),
+            ..collector::Identity::default()
+        };
+        (collector::membership::fixed(devices), identity, count)
     };
     let store = store::open(&args.database_url, true)
         .await

@@ -343,6 +343,11 @@ pub struct CollectorArgs {
     #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: Option<String>,
 
+    /// The CollectorPool this collector belongs to (the operator's Deployment sets it):
+    /// placement messages go to the pool's bus channel.
+    #[arg(long, env = "NETPULSE_POOL")]
+    pub pool: Option<String>,
+
     /// Device status writes per second, all devices together (with --kubernetes): a
     /// flapping fleet cannot flood the API server; each device's latest state wins.
     #[arg(

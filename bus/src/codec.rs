@@ -30,6 +30,8 @@ pub const MAX_DEPTH: u32 = 4;
 
 const KIND_SAMPLES: u8 = 1;
 const KIND_STATE: u8 = 2;
+const KIND_PLACEMENT: u8 = 3;
+const KIND_COLLECTOR_HEALTH: u8 = 4;
 
 /// Encodes a message for the wire (version [`CODEC_VERSION`]).
 pub fn encode(message: &BusMessage) -> Vec<u8> {
@@ -91,6 +93,24 @@ pub fn encode(message: &BusMessage) -> Vec<u8> {
                 }
             }
             put_varint(&mut out, zigzag(event.ts));
+        }
+        BusMessage::Placement(p) => {
+            out.push(KIND_PLACEMENT);
+            put_str(&mut out, &p.pool);
+            put_str(&mut out, p.device.as_str());
+            put_str(&mut out, &p.collector);
+            put_varint(&mut out, p.epoch);
+            put_varint(&mut out, zigzag(p.ts));
+        }
+        BusMessage::CollectorHealth(h) => {
+            out.push(KIND_COLLECTOR_HEALTH);
+            put_str(&mut out, &h.collector);
+            put_str(&mut out, &h.pool);
+            for n in [h.devices, h.synced, h.degraded, h.unreachable] {
+                put_varint(&mut out, u64::from(n));
+            }
+            put_varint(&mut out, h.samples_written);
+            put_varint(&mut out, zigzag(h.ts));
         }
     }
     out
@@ -357,6 +377,33 @@ impl<'a> Reader<'a> {
                     ts,
                 }))
             }
+            KIND_PLACEMENT => Ok(BusMessage::Placement(crate::Placement {
+                pool: self.str("pool")?.to_owned(),
+                device: self.device()?,
+                collector: self.str("collector")?.to_owned(),
+                epoch: self.varint("epoch")?,
+                ts: unzigzag(self.varint("timestamp")?),
+            })),
+            KIND_COLLECTOR_HEALTH => {
+                let collector = self.str("collector")?.to_owned();
+                let pool = self.str("pool")?.to_owned();
+                let mut counts = [0u32; 4];
+                for c in &mut counts {
+                    *c = u32::try_from(self.varint("device count")?)
+                        .map_err(|_| bad("device count too large"))?;
+                }
+                let [devices, synced, degraded, unreachable] = counts;
+                Ok(BusMessage::CollectorHealth(crate::CollectorHealth {
+                    collector,
+                    pool,
+                    devices,
+                    synced,
+                    degraded,
+                    unreachable,
+                    samples_written: self.varint("samples written")?,
+                    ts: unzigzag(self.varint("timestamp")?),
+                }))
+            }
             other => Err(bad(&format!("unknown message kind {other}"))),
         }
     }
@@ -463,6 +510,33 @@ mod tests {
                 .collect(),
         };
         assert_eq!(decode(&encode(&m)).unwrap(), m);
+    }
+
+    #[test]
+    fn placement_and_collector_health_round_trip_in_both_formats() {
+        let messages = [
+            BusMessage::Placement(crate::Placement {
+                pool: "core".into(),
+                device: DeviceKey::new("leaf1").unwrap(),
+                collector: "core-collector-7f9c-x2".into(),
+                epoch: 12,
+                ts: 1_800_000_000_000_000_000,
+            }),
+            BusMessage::CollectorHealth(crate::CollectorHealth {
+                collector: "core-collector-7f9c-x2".into(),
+                pool: "core".into(),
+                devices: 500,
+                synced: 497,
+                degraded: 2,
+                unreachable: 1,
+                samples_written: 4_000_000,
+                ts: 1_800_000_000_000_000_000,
+            }),
+        ];
+        for m in messages {
+            assert_eq!(decode(&encode(&m)).unwrap(), m);
+            assert_eq!(decode(&encode_json(&m)).unwrap(), m);
+        }
     }
 
     /// A web node of this release reads what a collector of the previous release sent.

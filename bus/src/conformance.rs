@@ -82,7 +82,7 @@ async fn delivers_device_messages_only_to_their_topic(bus: Arc<dyn Bus>) {
     );
     // Anything leaf1 got meanwhile must be leaf1's own.
     while let Ok(Some(got)) = tokio::time::timeout(Duration::from_millis(300), leaf1.next()).await {
-        assert_eq!(got.device(), &key("leaf1"));
+        assert_eq!(got.device(), Some(&key("leaf1")));
     }
 }
 
@@ -96,6 +96,43 @@ async fn state_changes_reach_the_fleet_topic(bus: Arc<dyn Bus>) {
     publish_until_received(&*bus, &mut device, &s).await;
     while let Ok(Some(got)) = tokio::time::timeout(Duration::from_millis(300), fleet.next()).await {
         assert!(matches!(got, BusMessage::State(_)), "fleet got {got:?}");
+    }
+}
+
+async fn placements_reach_their_pool_and_health_the_fleet(bus: Arc<dyn Bus>) {
+    let mut core = bus.subscribe(Topic::Pool("core".into()));
+    let mut edge = bus.subscribe(Topic::Pool("edge".into()));
+    let mut fleet = bus.subscribe(Topic::Fleet);
+    let placement = BusMessage::Placement(crate::Placement {
+        pool: "core".into(),
+        device: key("leaf1"),
+        collector: "core-collector-0".into(),
+        epoch: 3,
+        ts: 1,
+    });
+    publish_until_received(&*bus, &mut core, &placement).await;
+    let health = BusMessage::CollectorHealth(crate::CollectorHealth {
+        collector: "core-collector-0".into(),
+        pool: "core".into(),
+        devices: 2,
+        synced: 1,
+        degraded: 0,
+        unreachable: 1,
+        samples_written: 10,
+        ts: 2,
+    });
+    publish_until_received(&*bus, &mut fleet, &health).await;
+    // The other pool hears nothing; the fleet never hears placements.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), edge.next())
+            .await
+            .is_err()
+    );
+    while let Ok(Some(got)) = tokio::time::timeout(Duration::from_millis(300), fleet.next()).await {
+        assert!(
+            matches!(got, BusMessage::CollectorHealth(_)),
+            "fleet got {got:?}"
+        );
     }
 }
 
@@ -138,6 +175,11 @@ macro_rules! suite {
             #[tokio::test]
             async fn state_changes_reach_the_fleet_topic() {
                 super::state_changes_reach_the_fleet_topic($make("fleet")).await;
+            }
+
+            #[tokio::test]
+            async fn placements_reach_their_pool_and_health_the_fleet() {
+                super::placements_reach_their_pool_and_health_the_fleet($make("pool")).await;
             }
 
             #[tokio::test]

@@ -60,14 +60,57 @@ pub enum BusMessage {
     },
     /// A device changed state.
     State(DeviceEvent),
+    /// A collector took ownership of a device (its claim of `epoch` was granted), on the
+    /// pool's channel.
+    Placement(Placement),
+    /// A collector's summary of its devices, on the fleet channel every health interval.
+    CollectorHealth(CollectorHealth),
+}
+
+/// A device's new owner, as the collector that claimed it says.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Placement {
+    /// The CollectorPool (empty outside Kubernetes).
+    pub pool: String,
+    /// The device.
+    pub device: DeviceKey,
+    /// The collector (pod name) that owns it now.
+    pub collector: String,
+    /// The ownership epoch claimed.
+    pub epoch: u64,
+    /// When, ns since the Unix epoch.
+    pub ts: i64,
+}
+
+/// How a collector's devices are doing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CollectorHealth {
+    /// The collector (pod name, or host name outside Kubernetes).
+    pub collector: String,
+    /// The CollectorPool (empty outside Kubernetes).
+    pub pool: String,
+    /// Devices it collects.
+    pub devices: u32,
+    /// Of those, synced.
+    pub synced: u32,
+    /// Of those, degraded.
+    pub degraded: u32,
+    /// Of those, unreachable.
+    pub unreachable: u32,
+    /// Samples written to the store since the previous summary.
+    pub samples_written: u64,
+    /// When, ns since the Unix epoch.
+    pub ts: i64,
 }
 
 impl BusMessage {
-    /// The device this message is about.
-    pub fn device(&self) -> &DeviceKey {
+    /// The device this message is about, if it is about one.
+    pub fn device(&self) -> Option<&DeviceKey> {
         match self {
-            BusMessage::Samples { device, .. } => device,
-            BusMessage::State(event) => &event.device,
+            BusMessage::Samples { device, .. } => Some(device),
+            BusMessage::State(event) => Some(&event.device),
+            BusMessage::Placement(p) => Some(&p.device),
+            BusMessage::CollectorHealth(_) => None,
         }
     }
 }
@@ -77,8 +120,10 @@ impl BusMessage {
 pub enum Topic {
     /// Samples and state changes of one device.
     Device(DeviceKey),
-    /// State changes of every device.
+    /// State changes of every device, and collector health summaries.
     Fleet,
+    /// Placement changes of one CollectorPool.
+    Pool(String),
 }
 
 impl Topic {
@@ -87,6 +132,7 @@ impl Topic {
         match self {
             Topic::Device(device) => format!("{prefix}:device:{device}"),
             Topic::Fleet => format!("{prefix}:fleet"),
+            Topic::Pool(pool) => format!("{prefix}:pool:{pool}"),
         }
     }
 }
@@ -141,8 +187,9 @@ impl BusStats {
 
 /// The bus port.
 pub trait Bus: Send + Sync + fmt::Debug + 'static {
-    /// Queues a message for every subscriber of its device topic (and, for state changes,
-    /// of the fleet topic). Never waits for the network: when the bus is slow or down the
+    /// Queues a message for every subscriber of its topics: samples to their device's,
+    /// state changes to their device's and the fleet's, placements to their pool's,
+    /// collector health to the fleet's. Never waits for the network: when the bus is slow or down the
     /// message is dropped and counted in [`BusStats::dropped`].
     fn publish(&self, message: BusMessage);
 
@@ -175,10 +222,13 @@ pub fn open_with(url: Option<&str>, prefix: &str, ca_pem: Option<Vec<u8>>) -> Re
 }
 
 /// Topics a message goes to.
-fn topics_of(message: &BusMessage) -> impl Iterator<Item = Topic> {
-    let device = Topic::Device(message.device().clone());
-    let fleet = matches!(message, BusMessage::State(_)).then_some(Topic::Fleet);
-    std::iter::once(device).chain(fleet)
+fn topics_of(message: &BusMessage) -> Vec<Topic> {
+    match message {
+        BusMessage::Samples { device, .. } => vec![Topic::Device(device.clone())],
+        BusMessage::State(event) => vec![Topic::Device(event.device.clone()), Topic::Fleet],
+        BusMessage::Placement(p) => vec![Topic::Pool(p.pool.clone())],
+        BusMessage::CollectorHealth(_) => vec![Topic::Fleet],
+    }
 }
 
 #[cfg(test)]

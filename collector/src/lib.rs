@@ -168,6 +168,9 @@ pub struct Services {
 pub struct Identity {
     /// Owner name written with each claim.
     pub name: String,
+    /// The CollectorPool this collector belongs to (empty outside Kubernetes): placement
+    /// messages go to its bus channel.
+    pub pool: String,
     /// Receives every owner and incoming-owner state change.
     pub sink: Option<Arc<dyn status::StateSink>>,
 }
@@ -241,12 +244,19 @@ pub async fn run_assigned(
         health.clone(),
         config.health_interval,
         health_stop.clone(),
+        Some(Summaries {
+            bus: bus.clone(),
+            metrics: metrics.clone(),
+            collector: identity_label(&identity),
+            pool: identity.pool.clone(),
+        }),
     ));
     let (claims, claim_rx) = mpsc::unbounded_channel();
     let claimer = tokio::spawn(claim(
         claim_rx,
         store.clone(),
-        identity.name.clone(),
+        bus.clone(),
+        identity.clone(),
         metrics.clone(),
     ));
     let (reporter, state_writer) = session::Reporter::new(
@@ -487,9 +497,12 @@ const CLAIM_ATTEMPTS: u32 = 5;
 async fn claim(
     rx: mpsc::UnboundedReceiver<(DeviceKey, u64)>,
     store: Arc<dyn Store>,
-    owner: String,
+    bus: Arc<dyn Bus>,
+    identity: Identity,
     metrics: Arc<CollectorMetrics>,
 ) {
+    let owner = identity.name;
+    let pool = identity.pool;
     use futures::StreamExt as _;
     let queued = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|claim| (claim, rx))
@@ -497,6 +510,7 @@ async fn claim(
     queued
         .for_each_concurrent(CLAIMS_IN_FLIGHT, |(device, epoch)| {
             let (store, owner, metrics) = (store.clone(), owner.clone(), metrics.clone());
+            let (bus, pool) = (bus.clone(), pool.clone());
             async move {
                 let mut delay = Duration::from_millis(200);
                 for attempt in 1..=CLAIM_ATTEMPTS {
@@ -504,6 +518,13 @@ async fn claim(
                         Ok(claim) if claim.granted => {
                             metrics.claims.inc();
                             tracing::debug!(%device, epoch, "Ownership claimed");
+                            bus.publish(bus::BusMessage::Placement(bus::Placement {
+                                pool,
+                                device,
+                                collector: owner,
+                                epoch,
+                                ts: session::now_ns(),
+                            }));
                             return;
                         }
                         Ok(claim) => {
@@ -529,15 +550,72 @@ async fn claim(
 /// Longest wait for one health write.
 const HEALTH_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where a collector publishes its health summary, and as whom.
+struct Summaries {
+    bus: Arc<dyn Bus>,
+    metrics: Arc<CollectorMetrics>,
+    collector: String,
+    pool: String,
+}
+
+/// The name a collector's summaries carry: its pod name, else the host's name.
+fn identity_label(identity: &Identity) -> String {
+    if !identity.name.is_empty() {
+        return identity.name.clone();
+    }
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "collector".to_owned())
+}
+
+impl Summaries {
+    /// Publishes how this collector's devices are doing on the fleet channel.
+    fn publish(&self, book: &HealthBook, written_before: &mut u64) {
+        let (mut devices, mut synced, mut degraded, mut unreachable) = (0u32, 0u32, 0u32, 0u32);
+        for (_, h) in book.entries() {
+            devices += 1;
+            match h.state.as_str() {
+                "synced" => synced += 1,
+                "degraded" => degraded += 1,
+                "unreachable" => unreachable += 1,
+                _ => {}
+            }
+        }
+        let written = self.metrics.samples_written.get();
+        let delta = written.saturating_sub(*written_before);
+        *written_before = written;
+        self.bus
+            .publish(bus::BusMessage::CollectorHealth(bus::CollectorHealth {
+                collector: self.collector.clone(),
+                pool: self.pool.clone(),
+                devices,
+                synced,
+                degraded,
+                unreachable,
+                samples_written: delta,
+                ts: session::now_ns(),
+            }));
+    }
+}
+
 /// Writes the health of devices that changed to the store every `every`, and once more when
-/// `stop` is cancelled. Never on the sample path: one batch per tick.
+/// `stop` is cancelled; publishes the collector's summary on the bus each tick. Never on
+/// the sample path: one batch per tick.
 async fn write_health(
     store: Arc<dyn Store>,
     book: HealthBook,
     every: Duration,
     stop: CancellationToken,
+    summaries: Option<Summaries>,
 ) {
-    let mut writer = health::HealthWriter::new(book);
+    let mut written_before = 0u64;
+    let mut writer = health::HealthWriter::new(book.clone());
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate, before any session has reported anything.
@@ -555,6 +633,9 @@ async fn write_health(
             Ok(Ok(n)) => tracing::debug!(devices = n, "Device health written"),
             Ok(Err(error)) => tracing::warn!(%error, "Could not write device health"),
             Err(_) => tracing::warn!("Could not write device health: the store did not answer"),
+        }
+        if let Some(s) = &summaries {
+            s.publish(&book, &mut written_before);
         }
         if last {
             break;
@@ -584,6 +665,7 @@ mod tests {
             book.clone(),
             Duration::from_millis(100),
             stop.clone(),
+            None,
         ));
         book.update(&device, |h| h.reconnects = 1);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

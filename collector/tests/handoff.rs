@@ -13,6 +13,7 @@ use collector::membership::{Assignment, Desired, Role};
 use collector::status::{StateReport, StateSink};
 use collector::{CollectorMetrics, HealthBook, Identity, Services};
 use common::*;
+use futures::StreamExt as _;
 use model::{DeviceKey, DeviceState};
 use simulator::{Fleet, FleetConfig};
 use store::Store;
@@ -54,6 +55,7 @@ impl Recorder {
 /// One collector following the assignments sent on `tx`.
 struct Member {
     tx: watch::Sender<Arc<Desired>>,
+    bus: Arc<dyn bus::Bus>,
     metrics: Arc<CollectorMetrics>,
     health: HealthBook,
     reports: Arc<Recorder>,
@@ -68,23 +70,29 @@ fn member(name: &str, store: &Arc<dyn Store>) -> Member {
     let reports = Arc::new(Recorder::default());
     let shutdown = CancellationToken::new();
     let sink: Arc<dyn StateSink> = reports.clone();
+    let bus = bus::open(None, "test").unwrap();
     let task = tokio::spawn(collector::run_assigned(
         rx,
         Identity {
             name: name.into(),
+            pool: "core".into(),
             sink: Some(sink),
         },
         Services {
             store: store.clone(),
-            bus: bus::open(None, "test").unwrap(),
+            bus: bus.clone(),
             metrics: metrics.clone(),
             health: health.clone(),
         },
-        config(),
+        collector::CollectorConfig {
+            health_interval: Duration::from_millis(200),
+            ..config()
+        },
         shutdown.clone(),
     ));
     Member {
         tx,
+        bus,
         metrics,
         health,
         reports,
@@ -203,6 +211,8 @@ async fn a_handoff_is_make_before_break_and_the_old_owner_is_fenced() {
     let key = leaf.name.clone();
     let a = member("c-a", &store);
     let b = member("c-b", &store);
+    let mut placements = b.bus.subscribe(bus::Topic::Pool("core".into()));
+    let mut fleet_channel = b.bus.subscribe(bus::Topic::Fleet);
 
     // c-a owns the device at epoch 1 and reports it to the status sink as owner.
     a.assign(&[(&leaf, 1, Role::Owner)]);
@@ -239,6 +249,39 @@ async fn a_handoff_is_make_before_break_and_the_old_owner_is_fenced() {
     })
     .await;
     until("c-a fenced", async || a.metrics.samples_fenced.get() > 0).await;
+    // The claim is announced on the pool's channel.
+    let placement = tokio::time::timeout(Duration::from_secs(5), placements.next())
+        .await
+        .expect("a placement message")
+        .unwrap();
+    assert_eq!(
+        placement,
+        bus::BusMessage::Placement(bus::Placement {
+            pool: "core".into(),
+            device: key.clone(),
+            collector: "c-b".into(),
+            epoch: 2,
+            ts: match &placement {
+                bus::BusMessage::Placement(p) => p.ts,
+                _ => 0,
+            },
+        })
+    );
+    // Its health summary goes to the fleet channel: one device, synced.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = tokio::time::timeout_at(deadline, fleet_channel.next())
+            .await
+            .expect("a c-b health summary on the fleet channel");
+        if let Some(bus::BusMessage::CollectorHealth(h)) = got
+            && h.collector == "c-b"
+            && h.devices == 1
+            && h.synced == 1
+        {
+            assert_eq!(h.pool, "core");
+            break;
+        }
+    }
     let claim = store.claim(&key, "c-a", 1).await.unwrap();
     assert!(!claim.granted);
     assert_eq!((claim.epoch, claim.owner.as_deref()), (2, Some("c-b")));

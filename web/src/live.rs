@@ -213,6 +213,8 @@ impl Client {
                                 "ts": api::rfc3339(ev.ts),
                             }))).await?;
                         }
+                        // Not on a device's channel.
+                        BusMessage::Placement(_) | BusMessage::CollectorHealth(_) => {}
                     },
                     Received::Skipped(missed) => {
                         self.state.metrics.sse_skipped.inc_by(missed);
