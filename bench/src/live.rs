@@ -322,16 +322,7 @@ pub async fn bus_bench(cfg: &BusBench) -> anyhow::Result<()> {
 }
 
 fn rss_kib_of(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("no VmRSS value")?
-        .parse()?)
+    crate::rss_kib_at(&format!("/proc/{pid}/status"))
 }
 
 /// Runs `fanout`.

@@ -235,7 +235,12 @@ fn cpu_seconds(stat: &str) -> anyhow::Result<f64> {
 }
 
 fn rss_kib() -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
+    rss_kib_at("/proc/self/status")
+}
+
+/// VmRSS of a `/proc/.../status` file, in KiB.
+fn rss_kib_at(status: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(status).with_context(|| status.to_owned())?;
     let line = status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))

@@ -123,13 +123,22 @@ pub async fn write(
         })
         .collect();
     let params = &params;
-    let mut results = futures::stream::iter(writes)
+    let results = futures::stream::iter(writes)
         .map(|(api, name, body)| async move {
             api.patch(&name, params, &Patch::Apply(body))
                 .await
                 .map(|_| ())
         })
         .buffer_unordered(WRITE_CONCURRENCY);
+    tally(results).await
+}
+
+/// Counts the writes of `results`: 404s as gone; the first other error is returned once
+/// every write in flight has ended.
+async fn tally(
+    mut results: impl futures::Stream<Item = Result<(), kube::Error>> + Unpin,
+) -> Result<Written, kube::Error> {
+    use futures::StreamExt as _;
     let mut written = Written::default();
     let mut failed = None;
     while let Some(result) = results.next().await {
@@ -202,28 +211,14 @@ pub async fn mark_pending(
         })
         .collect();
     let params = &params;
-    let mut results = futures::stream::iter(writes)
+    let results = futures::stream::iter(writes)
         .map(|(api, name, body)| async move {
             api.patch_status(&name, params, &Patch::Apply(body))
                 .await
                 .map(|_| ())
         })
         .buffer_unordered(WRITE_CONCURRENCY);
-    let mut written = Written::default();
-    let mut failed = None;
-    while let Some(result) = results.next().await {
-        match result {
-            Ok(()) => written.patched += 1,
-            Err(kube::Error::Api(status)) if status.code == 404 => written.gone += 1,
-            Err(e) => {
-                failed.get_or_insert(e);
-            }
-        }
-    }
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(written),
-    }
+    tally(results).await
 }
 
 #[cfg(test)]

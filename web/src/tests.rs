@@ -499,6 +499,24 @@ async fn top_endpoint_ranks_series_and_refuses_bad_input() {
     }
 }
 
+/// Opens `uri` (a live stream) on a fresh router, with `headers`.
+async fn open_live(
+    f: &Fixture,
+    uri: &str,
+    headers: &[(&str, String)],
+) -> impl futures::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin + use<> {
+    let mut request = Request::get(uri);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let res = router(f.state.clone())
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.into_body().into_data_stream()
+}
+
 /// Reads SSE text from `body` until `done` holds for what was read (10 s at most).
 async fn read_until(
     body: &mut (impl futures::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin),
@@ -549,17 +567,12 @@ async fn a_reconnecting_browser_gets_what_it_missed_then_live_data_without_repea
     // The browser saw events up to the 7th point, then lost its connection (or its web
     // pod): it comes back with that id.
     let last_seen = stored[6].ts;
-    let res = router(f.state.clone())
-        .oneshot(
-            Request::get("/devices/leaf1/live")
-                .header("Last-Event-ID", last_seen.to_string())
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let mut body = res.into_body().into_data_stream();
+    let mut body = open_live(
+        &f,
+        "/devices/leaf1/live",
+        &[("Last-Event-ID", last_seen.to_string())],
+    )
+    .await;
     let replayed = read_until(&mut body, |s| s.contains("event: samples")).await;
     // The 3 later points of both counters, oldest first, and nothing older.
     let stamps = sample_stamps(&replayed);
@@ -630,15 +643,7 @@ async fn a_device_without_new_samples_is_shown_stale_with_its_newest_point() {
         }])
         .await
         .unwrap();
-    let res = router(f.state.clone())
-        .oneshot(
-            Request::get("/devices/old1/live")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let mut body = res.into_body().into_data_stream();
+    let mut body = open_live(&f, "/devices/old1/live", &[]).await;
     let text = read_until(&mut body, |s| s.contains("event: status")).await;
     assert!(text.contains("\"mode\":\"stale\""), "{text}");
     assert!(
@@ -646,15 +651,7 @@ async fn a_device_without_new_samples_is_shown_stale_with_its_newest_point() {
         "{text}"
     );
     // leaf1 has fresh samples: live.
-    let res = router(f.state.clone())
-        .oneshot(
-            Request::get("/devices/leaf1/live")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let mut body = res.into_body().into_data_stream();
+    let mut body = open_live(&f, "/devices/leaf1/live", &[]).await;
     let text = read_until(&mut body, |s| s.contains("event: status")).await;
     assert!(text.contains("\"mode\":\"live\""), "{text}");
 }
