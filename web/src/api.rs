@@ -109,6 +109,29 @@ pub async fn devices(State(state): State<AppState>) -> Result<Json<serde_json::V
     Ok(Json(serde_json::json!({ "devices": list })))
 }
 
+/// `GET /api/v1/collectors`: the latest health summary of every collector heard on the
+/// bus in the last five minutes.
+pub async fn collectors(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let list: Vec<serde_json::Value> = state
+        .hub
+        .collectors(crate::now_ns())
+        .into_iter()
+        .map(|h| {
+            serde_json::json!({
+                "collector": h.collector,
+                "pool": h.pool,
+                "devices": h.devices,
+                "synced": h.synced,
+                "degraded": h.degraded,
+                "unreachable": h.unreachable,
+                "samplesWritten": h.samples_written,
+                "reportedAt": rfc3339(h.ts),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "collectors": list }))
+}
+
 /// `GET /api/v1/devices/{name}`
 pub async fn device(
     State(state): State<AppState>,

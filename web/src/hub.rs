@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use bus::{Bus, BusMessage, Topic};
+use bus::{Bus, BusMessage, CollectorHealth, Topic};
 use futures::StreamExt as _;
 use model::DeviceKey;
 use prometheus_client::metrics::gauge::Gauge;
@@ -35,7 +35,12 @@ struct Inner {
     channels: Mutex<HashMap<DeviceKey, Weak<Channel>>>,
     /// Devices with a bus subscription now.
     subscriptions: Gauge,
+    /// The latest health summary of each collector heard on the fleet channel.
+    collectors: Mutex<HashMap<String, CollectorHealth>>,
 }
+
+/// A collector summary older than this is forgotten (the collector is gone).
+pub const COLLECTOR_FORGOTTEN_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// One watched device.
 #[derive(Debug)]
@@ -76,14 +81,45 @@ pub enum Received {
 
 impl Hub {
     /// A hub over `bus`, counting its subscriptions in `subscriptions`.
+    /// Must be called inside a tokio runtime: a task follows the fleet channel's
+    /// collector summaries for as long as the hub lives.
     pub fn new(bus: Arc<dyn Bus>, subscriptions: Gauge) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                bus,
-                channels: Mutex::default(),
-                subscriptions,
-            }),
-        }
+        let inner = Arc::new(Inner {
+            bus,
+            channels: Mutex::default(),
+            subscriptions,
+            collectors: Mutex::default(),
+        });
+        let mut fleet = inner.bus.subscribe(Topic::Fleet);
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            while let Some(message) = fleet.next().await {
+                let Some(inner) = weak.upgrade() else { return };
+                if let BusMessage::CollectorHealth(h) = message {
+                    let mut collectors = inner
+                        .collectors
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    collectors.insert(h.collector.clone(), h);
+                }
+            }
+        });
+        Self { inner }
+    }
+
+    /// The latest summary of every collector heard from in the last
+    /// [`COLLECTOR_FORGOTTEN_AFTER`] (as of `now`, ns), by name.
+    pub fn collectors(&self, now: i64) -> Vec<CollectorHealth> {
+        let horizon = now - COLLECTOR_FORGOTTEN_AFTER.as_nanos() as i64;
+        let mut collectors = self
+            .inner
+            .collectors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        collectors.retain(|_, h| h.ts >= horizon);
+        let mut list: Vec<CollectorHealth> = collectors.values().cloned().collect();
+        list.sort_by(|a, b| a.collector.cmp(&b.collector));
+        list
     }
 
     /// Watches `device`: joins its channel, subscribing to the bus when nobody watched it.

@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/devices/{name}", get(device_page))
         .route("/devices/{name}/live", get(live::device_live))
         .route("/api/v1/devices", get(api::devices))
+        .route("/api/v1/collectors", get(api::collectors))
         .route("/api/v1/devices/{name}", get(api::device))
         .route("/api/v1/devices/{name}/series", get(api::series))
         .route("/api/v1/top", get(api::top))

@@ -655,3 +655,41 @@ async fn a_device_without_new_samples_is_shown_stale_with_its_newest_point() {
     let text = read_until(&mut body, |s| s.contains("event: status")).await;
     assert!(text.contains("\"mode\":\"live\""), "{text}");
 }
+
+#[tokio::test]
+async fn collector_summaries_heard_on_the_bus_are_served() {
+    let f = fixture().await;
+    let now = now_ns();
+    let summary = |name: &str, ts: i64| {
+        BusMessage::CollectorHealth(bus::CollectorHealth {
+            collector: name.into(),
+            pool: "core".into(),
+            devices: 500,
+            synced: 498,
+            degraded: 1,
+            unreachable: 1,
+            samples_written: 123_456,
+            ts,
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let json = loop {
+        f.bus.publish(summary("core-collector-0", now));
+        // Gone for ten minutes: not shown.
+        f.bus
+            .publish(summary("core-collector-9", now - 600_000_000_000));
+        let (status, body) = get(&f.state, "/api/v1/collectors").await;
+        assert_eq!(status, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if !json["collectors"].as_array().unwrap().is_empty() {
+            break json;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let list = json["collectors"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{json}");
+    assert_eq!(list[0]["collector"], "core-collector-0");
+    assert_eq!(list[0]["unreachable"], 1);
+    assert_eq!(list[0]["reportedAt"], api::rfc3339(now));
+}
