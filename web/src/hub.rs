@@ -50,6 +50,9 @@ struct Channel {
     newest: Arc<AtomicI64>,
     task: tokio::task::AbortHandle,
     subscriptions: Gauge,
+    /// The hub and the key this channel is listed under, to leave the list when dropped.
+    hub: Weak<Inner>,
+    device: DeviceKey,
 }
 
 impl Drop for Channel {
@@ -57,6 +60,19 @@ impl Drop for Channel {
         // Dropping the task drops the bus subscription.
         self.task.abort();
         self.subscriptions.dec();
+        // Leave the hub's list, unless a new channel of the device took the place.
+        if let Some(hub) = self.hub.upgrade() {
+            let mut channels = hub
+                .channels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if channels
+                .get(&self.device)
+                .is_some_and(|c| c.strong_count() == 0)
+            {
+                channels.remove(&self.device);
+            }
+        }
     }
 }
 
@@ -157,8 +173,9 @@ impl Hub {
             newest,
             task: task.abort_handle(),
             subscriptions: self.inner.subscriptions.clone(),
+            hub: Arc::downgrade(&self.inner),
+            device: device.clone(),
         });
-        channels.retain(|_, c| c.strong_count() > 0);
         channels.insert(device.clone(), Arc::downgrade(&channel));
         Watch { channel, rx }
     }
@@ -170,7 +187,7 @@ impl Hub {
             .channels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        channels.values().filter(|c| c.strong_count() > 0).count()
+        channels.len()
     }
 
     /// Whether live delivery works (the bus is connected).
