@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use operator::placement::{Action, Collector, CollectorState, Device, Plan, Settings, plan};
+use operator::placement::{Action, Collector, CollectorState, Device, Plan, Settings, plan, score};
 
 /// Settings of `netpulse-bench placement`.
 #[derive(Debug, clap::Args)]
@@ -19,6 +19,10 @@ pub struct Placement {
     /// Timed runs of each plan (the median is printed).
     #[arg(long, default_value_t = 20)]
     pub runs: usize,
+    /// Device weights drawn from 1..=this (a stable hash of the device name); 1 for a
+    /// unit-weight fleet.
+    #[arg(long, default_value_t = 1)]
+    pub max_weight: u32,
 }
 
 fn pods(n: usize) -> Vec<Collector> {
@@ -76,23 +80,28 @@ fn timed(
 
 pub fn run(cfg: &Placement) -> anyhow::Result<()> {
     anyhow::ensure!(
-        cfg.devices > 0 && cfg.collectors > 0,
-        "need devices and collectors"
+        cfg.devices > 0 && cfg.collectors > 0 && cfg.max_weight > 0,
+        "need devices, collectors and a weight of at least 1"
     );
     let settings = Settings {
         max_handoffs: usize::MAX,
         ..Settings::default()
     };
     let mut devices: Vec<Device> = (0..cfg.devices)
-        .map(|i| Device {
-            key: format!("network/leaf-{i:05}"),
-            weight: 1,
-            owner: None,
-            epoch: 0,
-            next: None,
-            next_synced: false,
+        .map(|i| {
+            let key = format!("network/leaf-{i:05}");
+            let weight = (score(&key, "weight") % u64::from(cfg.max_weight)) as u32 + 1;
+            Device {
+                key,
+                weight,
+                owner: None,
+                epoch: 0,
+                next: None,
+                next_synced: false,
+            }
         })
         .collect();
+    let total: u64 = devices.iter().map(|d| u64::from(d.weight)).sum();
     let before = pods(cfg.collectors);
     let (initial_time, initial) = timed(&devices, &before, &settings, cfg.runs);
     let initial_writes = initial.actions.len();
@@ -105,10 +114,10 @@ pub fn run(cfg: &Placement) -> anyhow::Result<()> {
     let load_ratio = |devices: &[Device], n: usize| {
         let mut loads: BTreeMap<&str, u64> = BTreeMap::new();
         for d in devices {
-            *loads.entry(d.owner.as_deref().unwrap_or("")).or_default() += 1;
+            *loads.entry(d.owner.as_deref().unwrap_or("")).or_default() += u64::from(d.weight);
         }
         let max = loads.values().copied().max().unwrap_or(0);
-        max as f64 / (devices.len() as f64 / n as f64)
+        max as f64 / (total as f64 / n as f64)
     };
     let initial_ratio = load_ratio(&devices, cfg.collectors);
 
@@ -117,19 +126,24 @@ pub fn run(cfg: &Placement) -> anyhow::Result<()> {
     let (scale_time, scale) = timed(&devices, &after, &settings, cfg.runs);
     let handoffs = scale.actions.len();
     apply(&mut devices, &scale);
-    // The second round flips the handoffs, the third must find nothing to do.
-    let flip = plan(&devices, &after, &settings);
-    apply(&mut devices, &flip);
-    anyhow::ensure!(
-        plan(&devices, &after, &settings).actions.is_empty(),
-        "the scale-out should settle in two rounds"
-    );
-    let moved = devices
+    // Later rounds flip the handoffs (and start any that were deferred) until nothing is
+    // left to do: two rounds when every move starts in the first plan.
+    let mut rounds = 1;
+    loop {
+        let next = plan(&devices, &after, &settings);
+        if next.actions.is_empty() {
+            break;
+        }
+        anyhow::ensure!(rounds < 10, "the scale-out does not settle");
+        apply(&mut devices, &next);
+        rounds += 1;
+    }
+    let (moved, moved_weight) = devices
         .iter()
         .zip(&owners)
         .filter(|(d, o)| d.owner != **o)
-        .count();
-    let ideal = cfg.devices as f64 / (cfg.collectors + 1) as f64;
+        .fold((0, 0), |(n, w), (d, _)| (n + 1, w + u64::from(d.weight)));
+    let ideal = total as f64 / (cfg.collectors + 1) as f64;
     let scaled_ratio = load_ratio(&devices, cfg.collectors + 1);
 
     // A pod lost: plan time and devices re-placed at once.
@@ -143,17 +157,18 @@ pub fn run(cfg: &Placement) -> anyhow::Result<()> {
         .count();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "placement devices={} collectors={} initial_plan_ms={:.2} initial_writes={initial_writes} \
-         steady_plan_ms={:.2} max_over_mean_load={initial_ratio:.3} \
-         scale_out_plan_ms={:.2} scale_out_handoffs={handoffs} scale_out_moved={moved} \
-         scale_out_ideal={ideal:.1} moved_over_ideal={:.3} max_over_mean_after={scaled_ratio:.3} \
-         loss_plan_ms={:.2} loss_reassigned={reassigned}",
+        "placement devices={} weight={total} collectors={} initial_plan_ms={:.2} \
+         initial_writes={initial_writes} steady_plan_ms={:.2} max_over_mean_load={initial_ratio:.3} \
+         scale_out_plan_ms={:.2} scale_out_handoffs={handoffs} scale_out_rounds={rounds} \
+         scale_out_moved={moved} scale_out_moved_weight={moved_weight} \
+         scale_out_ideal_weight={ideal:.1} moved_over_ideal={:.3} \
+         max_over_mean_after={scaled_ratio:.3} loss_plan_ms={:.2} loss_reassigned={reassigned}",
         cfg.devices,
         cfg.collectors,
         ms(initial_time),
         ms(steady_time),
         ms(scale_time),
-        moved as f64 / ideal,
+        moved_weight as f64 / ideal,
         ms(loss_time),
     );
     Ok(())

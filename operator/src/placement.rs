@@ -21,11 +21,17 @@
 //!    handed over make-before-break.
 //! 4. **Newcomers pull.** A ready collector that holds nothing (a scale-out just added
 //!    it) takes the devices that rank it first, in device order, up to the mean load:
-//!    exactly the devices rendezvous hashing would give it, bounded by its fair share.
+//!    exactly the devices rendezvous hashing would give it, bounded by its fair share,
+//!    but never a collector's last device (that would make it a newcomer in turn).
 //! 5. **Shedding.** A collector above capacity (the pool shrank, weights grew) gives up
-//!    the devices that rank it lowest until it fits.
-//! 6. Devices from 2, 3 and 5 go, in device order, to the first collector of their
-//!    preference order with room under the capacity (the least loaded if none has).
+//!    the devices that rank it lowest until it fits, each only if another collector has
+//!    room for it (unless it is above capacity + the heaviest device).
+//! 6. Devices from 2, 3 and 5 go, heaviest first, then in device order, to the first
+//!    collector of their preference order with room under the capacity (the least loaded
+//!    if none has). If that overflows a collector, the devices this plan moves anyway that
+//!    rank it lowest go on to their first choice with room, so the next plan has nothing
+//!    to shed that this one could have placed: an initial placement is one write per
+//!    device, whatever the weights.
 //!
 //! Planned moves (3, 4, 5) are handoffs: the incoming collector is labelled first
 //! ([`Action::BeginHandoff`]), the current owner keeps collecting, and ownership flips
@@ -280,7 +286,12 @@ pub fn plan(devices: &[Device], collectors: &[Collector], settings: &Settings) -
                 continue;
             }
             let top = preference(&d.key, &ready)[0];
-            if top != from && empty.contains(&top) && loads[top] + weight(d) <= fair {
+            // Never a collector's last device: that would make it a newcomer in turn.
+            if top != from
+                && empty.contains(&top)
+                && loads[top] + weight(d) <= fair
+                && loads[from] > weight(d)
+            {
                 *loads.get_mut(from).expect("ready") -= weight(d);
                 *loads.get_mut(top).expect("ready") += weight(d);
                 target[i] = Some(top);
@@ -289,7 +300,9 @@ pub fn plan(devices: &[Device], collectors: &[Collector], settings: &Settings) -
         }
     }
 
-    // Collectors above capacity shed the devices that rank them lowest.
+    // Collectors above capacity shed the devices that rank them lowest, each only if
+    // another collector has room for it (moving a device that fits nowhere only moves the
+    // overflow), unless the collector is above capacity + the heaviest device.
     for c in &ready {
         if loads[c] <= capacity {
             continue;
@@ -303,7 +316,12 @@ pub fn plan(devices: &[Device], collectors: &[Collector], settings: &Settings) -
             if loads[c] <= capacity {
                 break;
             }
-            *loads.get_mut(c).expect("ready") -= weight(order[i]);
+            let w = weight(order[i]);
+            let room = ready.iter().any(|x| x != c && loads[x] + w <= capacity);
+            if !room && loads[c] <= capacity + heaviest {
+                continue;
+            }
+            *loads.get_mut(c).expect("ready") -= w;
             target[i] = None;
             movers.push((Reason::Shed, i));
         }
@@ -346,13 +364,61 @@ pub fn plan(devices: &[Device], collectors: &[Collector], settings: &Settings) -
         .map(|&i| (None, i))
         .chain(movers.iter().map(|&(r, i)| (Some(r), i)))
         .collect();
-    to_place.sort_by_key(|&(_, i)| i);
-    for (reason, i) in to_place {
+    // Heaviest first (then in device order): the light ones fill the gaps.
+    to_place.sort_by_key(|&(_, i)| (std::cmp::Reverse(weight(order[i])), i));
+    for &(reason, i) in &to_place {
         let to = match target[i] {
             Some(t) if reason == Some(Reason::Pulled) => t,
             _ => place(i, reason == Some(Reason::Shed), &mut loads),
         };
         target[i] = Some(to);
+    }
+    // Devices this plan moves anyway (orphans, and planned moves to a new owner) cost the
+    // same write wherever they go: while a collector is above capacity, send those that
+    // rank it lowest to their first choice with room, so that the next plan finds nothing
+    // to shed that it could have placed now. Each move lowers the total overflow, so this
+    // ends.
+    let movable: Vec<usize> = to_place
+        .iter()
+        .filter(|&&(reason, i)| match reason {
+            None => true,
+            Some(Reason::Pulled) => false,
+            Some(_) => order[i].owner.as_deref() != target[i],
+        })
+        .map(|&(_, i)| i)
+        .collect();
+    let mut moved = true;
+    while moved {
+        moved = false;
+        for c in &ready {
+            if loads[c] <= capacity {
+                continue;
+            }
+            let mut mine: Vec<(u64, usize)> = movable
+                .iter()
+                .filter(|&&i| target[i] == Some(*c))
+                .map(|&i| (score(&order[i].key, c), i))
+                .collect();
+            mine.sort_unstable();
+            for (_, i) in mine {
+                if loads[c] <= capacity {
+                    break;
+                }
+                let w = weight(order[i]);
+                let to = preference(&order[i].key, &ready)
+                    .into_iter()
+                    .find(|x| x != c && loads[x] + w <= capacity);
+                if let Some(to) = to {
+                    *loads.get_mut(c).expect("ready") -= w;
+                    *loads.get_mut(to).expect("ready") += w;
+                    target[i] = Some(to);
+                    moved = true;
+                }
+            }
+        }
+    }
+    for &(reason, i) in &to_place {
+        let to = target[i].unwrap_or_default();
         match reason {
             Some(r) if order[i].owner.as_deref() != Some(to) => pending.push((r, i, to)),
             _ => {}
@@ -490,16 +556,33 @@ mod tests {
             .sum()
     }
 
-    /// Known defect, kept as a failing example: an initial placement whose orphans do not
-    /// pack overflows a collector (least loaded fallback); the next pass sheds a smaller
-    /// device that fits elsewhere, a second move. Initial placement should pack instead.
+    /// Weights that do not pack: an orphan that fits nowhere overflows the least loaded
+    /// collector, and the next pass used to shed a smaller device that fit elsewhere, a
+    /// second write for it (a random case of `load_stays_bounded_and_epochs_never_decrease`).
+    /// Orphans are now placed heaviest first, an overflow is repaired among the devices
+    /// the plan assigns anyway, and a device is shed only where another collector has room.
     #[test]
-    #[ignore = "known defect: initial placement of weights that do not pack moves a device twice"]
     fn weights_that_do_not_pack_settle_with_one_assignment_each() {
         let settings = Settings::default();
         let mut devices = fleet(&[2, 3, 3, 2, 1, 1, 1, 1, 2, 2, 1, 4]);
         settle(&mut devices, &ready(pods(5)), &settings);
         assert!(devices.iter().all(|d| d.epoch == 1), "{devices:?}");
+    }
+
+    /// A collector holding a single device (weight 4 of a mean 4.8) must keep it when a
+    /// newcomer ranks that device first: emptied, it would pull in turn, and the
+    /// scale-out would move 7 of 48 instead of at most 48 / 10 (a random case of
+    /// `adding_a_collector_moves_at_most_its_share_plus_the_excess`).
+    #[test]
+    fn a_newcomer_does_not_take_a_collectors_last_device() {
+        let settings = Settings::default();
+        let mut devices = fleet(&[3, 4, 4, 3, 1, 1, 4, 3, 1, 2, 4, 1, 1, 3, 2, 3, 3, 2, 3]);
+        settle(&mut devices, &ready(pods(9)), &settings);
+        let before = devices.clone();
+        assert!(loads(&before).len() == 9, "{before:?}");
+        settle(&mut devices, &ready(pods(10)), &settings);
+        assert!(moved_weight(&before, &devices) <= 48 / 10, "{devices:?}");
+        assert_eq!(loads(&devices).len(), 10, "{devices:?}");
     }
 
     fn weights() -> impl Strategy<Value = Vec<u32>> {
@@ -510,13 +593,8 @@ mod tests {
     }
 
     proptest! {
-        // A fixed seed: the same 64 fleets on every run, so CI is reproducible. Fleets of
-        // weights that do not pack can need a second move after the initial placement
-        // (see `weights_that_do_not_pack_settle_with_one_assignment_each`, ignored); a
-        // random seed hits one in a few hundred cases.
         #![proptest_config(ProptestConfig {
             cases: 64,
-            rng_seed: proptest::test_runner::RngSeed::Fixed(0x6e70_6c61_6365),
             ..ProptestConfig::default()
         })]
 
