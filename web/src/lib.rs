@@ -12,6 +12,7 @@ pub mod health;
 pub mod hub;
 mod live;
 mod metrics;
+pub mod renders;
 pub mod view;
 
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub metrics: Arc<WebMetrics>,
     /// Live fan-out to browsers: one bus subscription per watched device.
     pub hub: hub::Hub,
+    /// Chart renders shared by the browsers of a device.
+    pub renders: renders::Renders,
     /// A device without a new sample for this long is shown stale.
     pub stale_after: std::time::Duration,
     /// The process-wide registry served on `/metrics`.
@@ -58,6 +61,7 @@ impl AppState {
             store,
             bus,
             hub,
+            renders: renders::Renders::default(),
             stale_after: live::STALE_AFTER,
             metrics,
             registry: Arc::new(registry),
@@ -89,6 +93,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/fragments/devices", get(device_fragment))
+        .route("/fragments/collectors", get(collector_fragment))
         .route("/devices/{name}", get(device_page))
         .route("/devices/{name}/live", get(live::device_live))
         .route("/api/v1/devices", get(api::devices))
@@ -160,7 +165,14 @@ pub async fn serve(
 
 async fn index(State(state): State<AppState>) -> Result<Html<String>> {
     let devices = state.store.devices().await?;
-    Ok(Html(view::index(&devices, now_ns())))
+    let now = now_ns();
+    let collectors = state.hub.collectors(now);
+    Ok(Html(view::index(&devices, &collectors, now)))
+}
+
+async fn collector_fragment(State(state): State<AppState>) -> Html<String> {
+    let now = now_ns();
+    Html(view::collector_table(&state.hub.collectors(now), now))
 }
 
 async fn device_fragment(State(state): State<AppState>) -> Result<Html<String>> {

@@ -3,7 +3,8 @@
 //! Each browser gets a task that watches the device through the node's [`Hub`] (one bus
 //! subscription per watched device, shared). New samples are forwarded as `samples`
 //! events whose id is the newest sample's timestamp; charts are re-rendered on the
-//! server at most once a second and sent as `chart` events.
+//! server at most once a second and sent as `chart` events (one render per device and
+//! window serves every browser due at the same time: [`crate::renders`]).
 //!
 //! - **Reconnects lose nothing and repeat nothing.** A browser that comes back with
 //!   `Last-Event-ID` (EventSource does so by itself; after a move to another web pod too,
@@ -36,13 +37,15 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::{Error, Result};
 use crate::hub::{Received, Watch};
+use crate::renders::{Rendered, Source};
 use crate::view;
 use crate::{AppState, DEFAULT_WINDOW_MINUTES, api, now_ns, window_minutes};
 
 /// Events queued per browser; a browser that does not keep up stalls only its own task.
 const CLIENT_BUFFER: usize = 64;
-/// Charts are re-rendered at most this often.
-const RENDER_EVERY: Duration = Duration::from_secs(1);
+/// Charts are re-rendered at most this often (and one render serves every browser of
+/// the device that is due within it).
+const RENDER_EVERY: Duration = crate::renders::FRESH_FOR;
 /// Poll interval of the store while the bus is down, and of the page's mode.
 const POLL_EVERY: Duration = Duration::from_secs(5);
 /// Most samples forwarded in one `samples` event.
@@ -294,25 +297,28 @@ impl Client {
         }
     }
 
-    /// Re-renders the device's charts from the store and sends them (unless this client
-    /// asked for none).
+    /// Sends the device's charts, re-rendered from the store or taken from another
+    /// browser's fresh render ([`crate::renders`]), unless this client asked for none.
     async fn send_charts(&mut self) -> Result<(), Gone> {
         if !self.charts {
             return Ok(());
         }
         let now = now_ns();
-        let from = now - self.minutes * 60_000_000_000;
-        let (state, device) = (&self.state, &self.device);
-        let rendered = async {
-            let summary = state.store.device(device).await?;
-            let series = state.store.series(device).await?;
-            let interfaces = view::interfaces(&series);
-            let charts = view::charts(&*state.store, device, &interfaces, from, now).await?;
-            Ok::<_, store::Error>((summary, series, charts))
-        }
-        .await;
-        let (summary, series, charts) = match rendered {
-            Ok(r) => r,
+        let (state, device, minutes) = (&self.state, &self.device, self.minutes);
+        let got = state
+            .renders
+            .get(device, minutes, self.newest, now, || {
+                render(state, device, minutes, now)
+            })
+            .await;
+        let rendered = match got {
+            Ok((rendered, source)) => {
+                match source {
+                    Source::Rendered => state.metrics.chart_renders.inc(),
+                    Source::Shared => state.metrics.chart_renders_shared.inc(),
+                };
+                rendered
+            }
             Err(error) => {
                 tracing::warn!(%device, %error, "Live chart render failed");
                 return if self.tx.is_closed() {
@@ -322,27 +328,53 @@ impl Client {
                 };
             }
         };
-        state.metrics.chart_renders.inc();
-        for (interface, svg) in charts {
-            let data = serde_json::json!({ "id": view::chart_id(&interface), "interface": interface, "svg": svg });
-            self.send(json_event("chart", &data)).await?;
+        if let Some(newest) = rendered.newest {
+            self.newest = self.newest.max(newest);
         }
-        let rows = serde_json::json!({ "html": view::latest_rows(&series, now) });
-        self.send(json_event("latest", &rows)).await?;
-        if let Some(summary) = summary {
-            if let Some(last) = summary.last_sample {
-                self.newest = self.newest.max(last);
-            }
-            let data = serde_json::json!({
-                "lastSample": summary.last_sample.map(api::rfc3339),
-                "age": view::age(summary.last_sample, now),
-                "state": summary.state.as_str(),
-                "health": view::health_line(&summary, now),
-            });
-            self.send(json_event("freshness", &data)).await?;
+        for (kind, data) in &rendered.events {
+            self.send(Event::default().event(*kind).data(data)).await?;
         }
         Ok(())
     }
+}
+
+/// Renders `device`'s charts over the last `minutes` from the store, with the latest
+/// values and the freshness line, as the events a live page takes.
+async fn render(
+    state: &AppState,
+    device: &DeviceKey,
+    minutes: i64,
+    now: i64,
+) -> Result<Rendered, store::Error> {
+    let from = now - minutes * 60_000_000_000;
+    let summary = state.store.device(device).await?;
+    let series = state.store.series(device).await?;
+    let interfaces = view::interfaces(&series);
+    let charts = view::charts(&*state.store, device, &interfaces, from, now).await?;
+    let mut events: Vec<(&'static str, String)> = charts
+        .into_iter()
+        .map(|(interface, svg)| {
+            let data = serde_json::json!({ "id": view::chart_id(&interface), "interface": interface, "svg": svg });
+            ("chart", data.to_string())
+        })
+        .collect();
+    let rows = serde_json::json!({ "html": view::latest_rows(&series, now) });
+    events.push(("latest", rows.to_string()));
+    let newest = summary.as_ref().and_then(|s| s.last_sample);
+    if let Some(summary) = summary {
+        let data = serde_json::json!({
+            "lastSample": summary.last_sample.map(api::rfc3339),
+            "age": view::age(summary.last_sample, now),
+            "state": summary.state.as_str(),
+            "health": view::health_line(&summary, now),
+        });
+        events.push(("freshness", data.to_string()));
+    }
+    Ok(Rendered {
+        at: now,
+        newest,
+        events,
+    })
 }
 
 /// A `samples` event; its id is the newest sample's timestamp, what a reconnecting

@@ -18,6 +18,8 @@ pub struct WebMetrics {
     pub sse_clients: Gauge,
     /// Chart sets rendered (pages and live updates).
     pub chart_renders: Counter,
+    /// Live chart updates that took another browser's fresh render.
+    pub chart_renders_shared: Counter,
     /// Devices with a live bus subscription (watched by at least one browser).
     pub live_subscriptions: Gauge,
     /// Messages slow browsers skipped (they got the latest state instead).
@@ -39,6 +41,11 @@ impl WebMetrics {
             "netpulse_web_chart_renders",
             "Chart sets rendered for pages and live updates",
             m.chart_renders.clone(),
+        );
+        registry.register(
+            "netpulse_web_chart_renders_shared",
+            "Live chart updates that took another browser's fresh render of the same device",
+            m.chart_renders_shared.clone(),
         );
         registry.register(
             "netpulse_web_live_subscriptions",

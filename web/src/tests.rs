@@ -246,6 +246,64 @@ async fn live_stream_forwards_samples_and_rerendered_charts() {
     assert!(metrics.contains("netpulse_web_sse_clients 1"), "{metrics}");
 }
 
+#[tokio::test]
+async fn browsers_of_one_device_share_its_chart_renders() {
+    let f = fixture().await;
+    let device = DeviceKey::new("leaf1").unwrap();
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        bodies.push(open_live(&f, "/devices/leaf1/live", &[]).await);
+    }
+    let sample = Sample {
+        device: device.clone(),
+        path: counter("Ethernet1", "in-octets").into(),
+        ts: now_ns(),
+        value: Value::Uint(99_000_000),
+    };
+    // As a collector does: the store first, then the bus.
+    f.state
+        .store
+        .write_samples(std::slice::from_ref(&sample))
+        .await
+        .unwrap();
+    f.bus.publish(BusMessage::Samples {
+        device: device.clone(),
+        samples: vec![sample],
+    });
+    let mut charts = Vec::new();
+    for body in &mut bodies {
+        let seen = read_until(body, |s| s.contains("event: chart")).await;
+        let chart = seen
+            .split("\n\n")
+            .find(|e| e.contains("event: chart"))
+            .unwrap()
+            .to_owned();
+        charts.push(chart);
+    }
+    // One render for the four browsers due together (the others took it).
+    assert!(charts.iter().all(|c| c == &charts[0]), "{charts:?}");
+    let (_, metrics) = get(&f.state, "/metrics").await;
+    let value = |name: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}_total ")))
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (rendered, shared) = (
+        value("netpulse_web_chart_renders"),
+        value("netpulse_web_chart_renders_shared"),
+    );
+    assert!(
+        rendered >= 1 && shared >= 1,
+        "rendered {rendered}, shared {shared}"
+    );
+    assert!(
+        rendered + shared >= 4,
+        "rendered {rendered}, shared {shared}"
+    );
+}
+
 /// What a collector records for leaf1 (the collector's `DeviceHealth` JSON).
 async fn record_health(f: &Fixture) {
     record_health_at(f, now_ns()).await;
@@ -692,4 +750,24 @@ async fn collector_summaries_heard_on_the_bus_are_served() {
     assert_eq!(list[0]["collector"], "core-collector-0");
     assert_eq!(list[0]["unreachable"], 1);
     assert_eq!(list[0]["reportedAt"], api::rfc3339(now));
+    // The fleet page draws them, and its fragment refreshes them.
+    for uri in ["/", "/fragments/collectors"] {
+        let (status, html) = get(&f.state, uri).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            html.contains(r#"<tr data-collector="core-collector-0"><td>core-collector-0</td><td>core</td><td>500</td><td>498</td><td>1</td><td class="error">1</td><td>123456</td>"#),
+            "{uri}: {html}"
+        );
+        assert!(!html.contains("core-collector-9"), "{uri}: {html}");
+    }
+}
+
+#[tokio::test]
+async fn the_fleet_page_says_when_no_collector_is_heard() {
+    let f = fixture().await;
+    let (_, html) = get(&f.state, "/").await;
+    assert!(
+        html.contains("No collector heard in the last 5 minutes"),
+        "{html}"
+    );
 }

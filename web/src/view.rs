@@ -180,12 +180,45 @@ pub fn health_line(device: &DeviceSummary, now: TimestampNs) -> String {
 }
 
 /// `/`: every device with its state and freshness.
-pub fn index(devices: &[DeviceSummary], now: TimestampNs) -> String {
+pub fn index(
+    devices: &[DeviceSummary],
+    collectors: &[bus::CollectorHealth],
+    now: TimestampNs,
+) -> String {
     let body = format!(
-        r#"<h1>Devices</h1><div data-refresh="/fragments/devices">{table}</div>"#,
+        r#"<h1>Devices</h1><div data-refresh="/fragments/devices">{table}</div><h2>Collectors</h2><div data-refresh="/fragments/collectors">{collectors}</div>"#,
         table = device_table(devices, now),
+        collectors = collector_table(collectors, now),
     );
     page("Devices", &body)
+}
+
+/// The collectors' latest health summaries (heard on the bus's fleet channel), one row
+/// each: what a collector collects, how much of it is synced, and when it last spoke.
+pub fn collector_table(collectors: &[bus::CollectorHealth], now: TimestampNs) -> String {
+    if collectors.is_empty() {
+        return r#"<p class="summary" id="collectors">No collector heard in the last 5 minutes (collectors down, or live updates paused).</p>"#.to_owned();
+    }
+    let mut html = String::from(
+        r#"<table id="collectors"><thead><tr><th>Collector</th><th>Pool</th><th>Devices</th><th>Synced</th><th>Degraded</th><th>Unreachable</th><th>Samples written</th><th>Reported</th></tr></thead><tbody>"#,
+    );
+    for c in collectors {
+        let _ = write!(
+            html,
+            r#"<tr data-collector="{name}"><td>{name}</td><td>{pool}</td><td>{devices}</td><td>{synced}</td><td>{degraded}</td><td class="{unreachable_class}">{unreachable}</td><td>{written}</td><td>{age}</td></tr>"#,
+            name = escape(&c.collector),
+            pool = escape(if c.pool.is_empty() { "-" } else { &c.pool }),
+            devices = c.devices,
+            synced = c.synced,
+            degraded = c.degraded,
+            unreachable = c.unreachable,
+            unreachable_class = if c.unreachable > 0 { "error" } else { "" },
+            written = c.samples_written,
+            age = age(Some(c.ts), now),
+        );
+    }
+    html.push_str("</tbody></table>");
+    html
 }
 
 /// Interfaces of a device that have octet counters, from its series list.
