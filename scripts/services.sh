@@ -87,3 +87,19 @@ ensure_python_env() {
 ensure_tool() {
   command -v "$1" >/dev/null 2>&1 || apt_install "$2"
 }
+
+# The system user the SSH session tests log in as (sshd authenticates system users):
+# `netpulse-ssh`, with a home directory, /bin/sh and a fixed test password.
+ensure_ssh_test_user() {
+  if ! id netpulse-ssh >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "error: user netpulse-ssh missing and not root; run scripts/test as root" >&2
+      return 1
+    fi
+    echo "==> creating user netpulse-ssh"
+    useradd --create-home --shell /bin/sh netpulse-ssh
+  fi
+  if [ "$(id -u)" = 0 ]; then
+    echo 'netpulse-ssh:netpulse-ssh-test' | chpasswd
+  fi
+}

@@ -158,6 +158,79 @@ fn fleet_entries(fleet: &simulator::Fleet, interval: &str) -> anyhow::Result<Vec
         .collect()
 }
 
+/// The Secret (under the single-node secrets directory) with the simulated devices' SSH
+/// login.
+const SIM_SSH_SECRET: &str = "netpulse-sim-ssh";
+
+/// The last `count` simulated devices, collected over SSH only: `show interfaces` at
+/// `interval` (the same series gNMI gives), LLDP neighbours, version and running config
+/// kept raw and compared. The host key is pinned to the fleet's.
+fn ssh_entries(
+    fleet: &simulator::Fleet,
+    entries: &mut [DeviceEntry],
+    count: usize,
+    interval: &str,
+) -> anyhow::Result<()> {
+    let host_key = fleet
+        .ssh_host_key()
+        .context("the simulated devices do not serve SSH")?
+        .to_owned();
+    let start = entries.len().saturating_sub(count);
+    for (entry, device) in entries[start..].iter_mut().zip(&fleet.devices()[start..]) {
+        let addr = device.ssh_addr.context("a simulated device without SSH")?;
+        let command = |command: &str, interval: &str| crds::SshCommand {
+            command: command.into(),
+            interval: interval.into(),
+        };
+        entry.spec.gnmi.enabled = false;
+        entry.spec.credentials = Some(crds::SecretRef {
+            name: SIM_SSH_SECRET.into(),
+            username_key: None,
+            password_key: None,
+        });
+        entry.spec.ssh = Some(crds::SshSpec {
+            port: addr.port(),
+            host_key: Some(host_key.clone()),
+            known_hosts_secret: None,
+            trust_on_first_use: false,
+            commands: vec![
+                command("show interfaces", interval),
+                command("show lldp neighbors", "60s"),
+                command("show version", "5m"),
+                command("show running-config", "60s"),
+            ],
+            platform: None,
+            mode: crds::SshMode::Shell,
+            prompt: None,
+            legacy_algorithms: false,
+            aaa_group: None,
+            private_key_secret: None,
+        });
+    }
+    Ok(())
+}
+
+/// Writes the simulated devices' SSH login as a Secret directory under a new temporary
+/// directory (removed when the returned guard drops), for the collector's secrets dir.
+fn sim_ssh_secrets() -> anyhow::Result<TempSecrets> {
+    let dir = std::env::temp_dir().join(format!("netpulse-sim-secrets-{}", std::process::id()));
+    let secret = dir.join(SIM_SSH_SECRET);
+    std::fs::create_dir_all(&secret)
+        .with_context(|| format!("cannot create {}", secret.display()))?;
+    std::fs::write(secret.join("username"), simulator::DEFAULT_SSH_USERNAME)?;
+    std::fs::write(secret.join("password"), simulator::DEFAULT_SSH_PASSWORD)?;
+    Ok(TempSecrets(dir))
+}
+
+/// A secrets directory removed on drop.
+struct TempSecrets(std::path::PathBuf);
+
+impl Drop for TempSecrets {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 async fn run_all(args: AllArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
     let store = store::open(&args.database_url, true)
@@ -169,10 +242,28 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
     if let Some(file) = &args.devices {
         devices.extend(collector::source::from_file(file)?);
     }
+    let mut config = args.gnmi.config();
+    let mut _sim_secrets = None;
     let fleet = match args.simulate {
         Some(n) if n > 0 => {
             let fleet = start_fleet(n, &args.sim).await?;
-            devices.extend(fleet_entries(&fleet, &args.sim.sample_interval)?);
+            let mut entries = fleet_entries(&fleet, &args.sim.sample_interval)?;
+            if args.sim.ssh_devices > 0 {
+                anyhow::ensure!(
+                    config.secrets_dir.is_none(),
+                    "--ssh-devices writes the simulated devices' SSH login to a secrets directory of its own: leave out --secrets-dir"
+                );
+                ssh_entries(
+                    &fleet,
+                    &mut entries,
+                    args.sim.ssh_devices,
+                    &args.sim.sample_interval,
+                )?;
+                let secrets = sim_ssh_secrets()?;
+                config.secrets_dir = Some(secrets.0.clone());
+                _sim_secrets = Some(secrets);
+            }
+            devices.extend(entries);
             Some(fleet)
         }
         _ => None,
@@ -207,7 +298,7 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
         bus,
         metrics,
         health,
-        args.gnmi.config(),
+        config,
         shutdown.clone(),
     )
     .await?;

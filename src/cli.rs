@@ -177,6 +177,21 @@ pub struct GnmiArgs {
     /// subscription, e.g. `5m`.
     #[arg(long, env = "NETPULSE_GNMI_REFUSED_BACKOFF", default_value = "5m", value_parser = parse_duration)]
     pub gnmi_refused_backoff: std::time::Duration,
+
+    /// Directory of TextFSM templates for SSH command output, laid out like the
+    /// `templates/` folder of ntc-templates (an `index` and `.textfsm` files), tried
+    /// before netpulse's own.
+    #[arg(long, env = "NETPULSE_CLI_TEMPLATES", value_name = "DIR")]
+    pub cli_templates: Option<PathBuf>,
+
+    /// Most SSH sessions this collector holds at once.
+    #[arg(long, env = "NETPULSE_SSH_SESSIONS", default_value_t = 256)]
+    pub ssh_sessions: usize,
+
+    /// Most SSH sessions at once to the devices of one AAA group (`ssh.aaaGroup`), so a
+    /// reconnect storm does not overwhelm a TACACS+ or RADIUS server.
+    #[arg(long, env = "NETPULSE_SSH_SESSIONS_PER_GROUP", default_value_t = 16)]
+    pub ssh_sessions_per_group: usize,
 }
 
 impl GnmiArgs {
@@ -187,6 +202,12 @@ impl GnmiArgs {
             max_message_bytes: self.gnmi_max_message_bytes,
             keepalive_interval: self.gnmi_keepalive,
             refused_backoff: self.gnmi_refused_backoff,
+            cli_templates_dir: self.cli_templates.clone(),
+            ssh_limits: sshcli::session::limit::Limits {
+                per_device: 1,
+                per_group: self.ssh_sessions_per_group,
+                global: self.ssh_sessions,
+            },
             ..collector::CollectorConfig::default()
         }
     }
@@ -249,6 +270,16 @@ pub struct SimArgs {
     /// one per device. Needs a fixed --port, no TLS, Linux and CAP_NET_RAW.
     #[arg(long, env = "NETPULSE_SIM_SHARED_LISTENER")]
     pub shared_listener: bool,
+
+    /// Simulated devices that also serve SSH (EOS-like spines, IOS-like leaves), the last
+    /// N of the fleet; in single-node mode these are collected over SSH only (show
+    /// commands parsed into the same series as gNMI). 0: no SSH.
+    #[arg(long, env = "NETPULSE_SIM_SSH_DEVICES", default_value_t = 0)]
+    pub ssh_devices: usize,
+
+    /// SSH port of the simulated devices (each has its own loopback address).
+    #[arg(long, env = "NETPULSE_SIM_SSH_PORT", default_value_t = 2222)]
+    pub ssh_port: u16,
 }
 
 impl SimArgs {
@@ -263,6 +294,10 @@ impl SimArgs {
             misbehaviour: self.misbehave.clone(),
             misbehaving: self.misbehave_device.clone(),
             shared_listener: self.shared_listener,
+            ssh: (self.ssh_devices > 0).then(|| simulator::SshConfig {
+                port: self.ssh_port,
+                ..simulator::SshConfig::default()
+            }),
             ..simulator::FleetConfig::default()
         }
     }

@@ -27,6 +27,7 @@ mod live;
 mod placement;
 mod query;
 mod single_node;
+mod sse_floor;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -144,6 +145,16 @@ enum Command {
     Bus(live::BusBench),
     /// One web process fanning live updates out to many SSE clients (issue 6).
     Fanout(live::Fanout),
+    /// The memory floor of a held SSE connection: axum + hyper as `netpulse web` serves,
+    /// and a bare task per connection.
+    SseFloor(sse_floor::SseFloor),
+    /// The server side of `sse-floor` (run by it).
+    #[command(hide = true)]
+    SseFloorServer {
+        /// How to serve.
+        #[arg(long, value_enum)]
+        mode: sse_floor::Mode,
+    },
     /// Device timestamp to SSE client through simulator, collector and web processes.
     E2e(e2e::E2e),
     /// Failover in the operator's cluster simulation: NotReady pod to devices re-owned.
@@ -681,6 +692,8 @@ fn main() -> anyhow::Result<()> {
         Command::Placement(cfg) => placement::run(&cfg),
         Command::Bus(cfg) => runtime.block_on(live::bus_bench(&cfg)),
         Command::Fanout(cfg) => runtime.block_on(live::fanout(&cfg)),
+        Command::SseFloor(cfg) => runtime.block_on(sse_floor::run(&cfg)),
+        Command::SseFloorServer { mode } => runtime.block_on(sse_floor::server(mode)),
         Command::E2e(cfg) => runtime.block_on(e2e::run(&cfg)),
         Command::Failover(cfg) => placement::failover(&cfg),
         Command::SingleNode(cfg) => runtime.block_on(single_node::run(&cfg)),

@@ -11,6 +11,7 @@
 //! supervises the stream, `health` keeps per-device quirks and sample completeness
 //! ([`HealthBook`]), `pipeline` batches into the store and the bus.
 
+mod cli;
 pub mod grpc;
 mod health;
 pub mod k8s;
@@ -38,7 +39,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use health::{DeviceHealth, HealthBook, SubscriptionHealth, WindowHealth};
-pub use metrics::CollectorMetrics;
+pub use metrics::{CliResultLabel, CollectorMetrics};
 
 /// Collector errors.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,9 @@ pub enum Error {
     /// The devices file could not be read or is invalid.
     #[error(transparent)]
     DevicesFile(#[from] crds::devices_file::DevicesFileError),
+    /// The TextFSM templates for CLI output could not be loaded.
+    #[error("cannot load the CLI templates: {0}")]
+    Templates(#[source] sshcli::parse::Error),
 }
 
 /// Result alias for this crate.
@@ -106,6 +110,11 @@ pub struct CollectorConfig {
     /// How often the health of devices that changed is written to the store (one batch),
     /// where web nodes read it; it is written once more at shutdown.
     pub health_interval: Duration,
+    /// A directory of TextFSM templates (laid out like ntc-templates' `templates/`, with
+    /// an `index`) tried before the project's own.
+    pub cli_templates_dir: Option<PathBuf>,
+    /// SSH session caps: per device, per AAA group, per collector.
+    pub ssh_limits: sshcli::session::limit::Limits,
 }
 
 impl CollectorConfig {
@@ -145,6 +154,8 @@ impl Default for CollectorConfig {
             secret_source: None,
             completeness_window: Duration::from_secs(60),
             health_interval: Duration::from_secs(10),
+            cli_templates_dir: None,
+            ssh_limits: sshcli::session::limit::Limits::default(),
         }
     }
 }
@@ -267,7 +278,17 @@ pub async fn run_assigned(
         table.clone(),
         identity.sink.clone(),
     );
+    let mut templates = sshcli::parse::TemplateSet::embedded().map_err(Error::Templates)?;
+    if let Some(dir) = &config.cli_templates_dir {
+        templates = templates.with_dir(dir).map_err(Error::Templates)?;
+    }
+    let cli = cli::Shared {
+        templates: Arc::new(templates),
+        limiter: Arc::new(sshcli::session::limit::Limiter::new(config.ssh_limits)),
+        store: store.clone(),
+    };
     let mut supervisor = Supervisor {
+        cli,
         running: HashMap::new(),
         stops: HashMap::new(),
         sessions: JoinSet::new(),
@@ -343,6 +364,8 @@ pub async fn run_assigned(
 
 /// The running sessions and what starting and stopping one needs.
 struct Supervisor {
+    /// What the devices' SSH tasks share.
+    cli: cli::Shared,
     running: HashMap<DeviceKey, membership::Assignment>,
     stops: HashMap<DeviceKey, (CancellationToken, Arc<AtomicBool>)>,
     sessions: JoinSet<()>,
@@ -417,6 +440,16 @@ impl Supervisor {
         let removed = Arc::new(AtomicBool::new(false));
         self.stops
             .insert(key.clone(), (stop.clone(), removed.clone()));
+        if assignment.entry.spec.ssh.is_some() {
+            self.sessions.spawn(cli::run(
+                assignment.entry.clone(),
+                self.tx.clone(),
+                self.reporter.clone(),
+                self.cli.clone(),
+                self.config.clone(),
+                stop.clone(),
+            ));
+        }
         if assignment.entry.spec.gnmi.enabled {
             let session = session::run(
                 assignment.entry.clone(),

@@ -16,6 +16,13 @@ pub struct StateLabel {
     pub state: &'static str,
 }
 
+/// Label of the CLI polls counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CliResultLabel {
+    /// `ok`, `failed` (timeout, oversize output) or `closed` (the session ended).
+    pub result: &'static str,
+}
+
 /// Everything the collector counts.
 #[derive(Debug)]
 pub struct CollectorMetrics {
@@ -73,6 +80,22 @@ pub struct CollectorMetrics {
     pub claims: Counter,
     /// Claims the store refused: another collector already holds a newer epoch.
     pub claims_refused: Counter,
+    /// CLI commands run over SSH, by result.
+    pub cli_polls: Family<CliResultLabel, Counter>,
+    /// Seconds per CLI command run.
+    pub cli_poll_seconds: Histogram,
+    /// CLI runs skipped because the previous one overran its interval.
+    pub cli_overruns: Counter,
+    /// CLI outputs that differed from the previous one (a change with a diff was recorded).
+    pub cli_changes: Counter,
+    /// CLI outputs a template could not parse.
+    pub cli_parse_errors: Counter,
+    /// Open SSH sessions.
+    pub cli_sessions: Gauge,
+    /// SSH connect attempts.
+    pub cli_connects: Counter,
+    /// SSH sessions opened again after a failure.
+    pub cli_reconnects: Counter,
 }
 
 /// Label of the assigned-devices gauge.
@@ -109,6 +132,14 @@ impl Default for CollectorMetrics {
             assigned_devices: Family::default(),
             claims: Counter::default(),
             claims_refused: Counter::default(),
+            cli_polls: Family::default(),
+            cli_poll_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            cli_overruns: Counter::default(),
+            cli_changes: Counter::default(),
+            cli_parse_errors: Counter::default(),
+            cli_sessions: Gauge::default(),
+            cli_connects: Counter::default(),
+            cli_reconnects: Counter::default(),
         }
     }
 }
@@ -225,6 +256,42 @@ impl CollectorMetrics {
             "claims_refused",
             "Ownership claims refused because the store holds a newer epoch",
             m.claims_refused.clone(),
+        );
+        r.register(
+            "cli_polls",
+            "CLI commands run over SSH, by result",
+            m.cli_polls.clone(),
+        );
+        r.register(
+            "cli_poll_seconds",
+            "Seconds per CLI command run over SSH",
+            m.cli_poll_seconds.clone(),
+        );
+        r.register(
+            "cli_overruns",
+            "CLI runs skipped because the previous run overran its interval",
+            m.cli_overruns.clone(),
+        );
+        r.register(
+            "cli_changes",
+            "CLI outputs that changed since the previous run (recorded with a diff)",
+            m.cli_changes.clone(),
+        );
+        r.register(
+            "cli_parse_errors",
+            "CLI outputs a TextFSM template could not parse",
+            m.cli_parse_errors.clone(),
+        );
+        r.register("cli_sessions", "Open SSH sessions", m.cli_sessions.clone());
+        r.register(
+            "cli_connects",
+            "SSH connect attempts",
+            m.cli_connects.clone(),
+        );
+        r.register(
+            "cli_reconnects",
+            "SSH sessions opened again after a failure",
+            m.cli_reconnects.clone(),
         );
         m
     }

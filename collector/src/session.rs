@@ -56,7 +56,7 @@ type Reported = (DeviceState, Option<String>);
 /// the operator when it is synced.
 pub struct Reporter {
     events: mpsc::Sender<DeviceEvent>,
-    metrics: Arc<CollectorMetrics>,
+    pub(crate) metrics: Arc<CollectorMetrics>,
     health: HealthBook,
     current: Arc<Mutex<HashMap<DeviceKey, Reported>>>,
     table: OwnershipTable,

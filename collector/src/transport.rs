@@ -219,7 +219,11 @@ async fn read_secret(config: &CollectorConfig, secret: &str, key: &str) -> Resul
 }
 
 /// A text key with surrounding whitespace removed (files written by `echo` end in `\n`).
-async fn read_text(config: &CollectorConfig, secret: &str, key: &str) -> Result<String, String> {
+pub(crate) async fn read_text(
+    config: &CollectorConfig,
+    secret: &str,
+    key: &str,
+) -> Result<String, String> {
     let bytes = read_secret(config, secret, key).await?;
     String::from_utf8(bytes)
         .map(|s| s.trim().to_owned())

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::duration::INTERVAL_PATTERN;
 use crate::limits::{
     ADDRESS_PATTERN, HOST_KEY_PATTERN, MAX_COMMAND_LEN, MAX_COMMANDS, MAX_DURATION_LEN,
-    MAX_HOST_KEY_LEN, MAX_NAME_LEN, MAX_PATH_LEN, MAX_SUBSCRIPTIONS, MAX_WEIGHT, NAME_PATTERN,
-    PATH_PATTERN, SECRET_KEY_PATTERN,
+    MAX_HOST_KEY_LEN, MAX_NAME_LEN, MAX_PATH_LEN, MAX_PROMPT_LEN, MAX_SUBSCRIPTIONS, MAX_WEIGHT,
+    NAME_PATTERN, PATH_PATTERN, SECRET_KEY_PATTERN,
 };
 use crate::port;
 use crate::secret::SecretKeyRef;
@@ -374,6 +374,60 @@ pub struct SshSpec {
     /// Commands to run, each at its own interval.
     #[schemars(length(min = 1, max = MAX_COMMANDS))]
     pub commands: Vec<SshCommand>,
+
+    /// The device's CLI dialect; when unset it is detected from `show version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<CliPlatform>,
+
+    /// How commands run: in an interactive shell with a PTY (`shell`, the default: many
+    /// network OSes only behave there), or one exec channel per command (`exec`).
+    #[serde(default)]
+    pub mode: SshMode,
+
+    /// Regular expression matching the device's prompt at the end of output, overriding
+    /// the platform's (e.g. `^leaf[0-9]+#\s*$`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_PROMPT_LEN))]
+    pub prompt: Option<String>,
+
+    /// Also offer legacy key exchange, host key and cipher algorithms (SHA-1
+    /// Diffie-Hellman, ssh-rsa, CBC ciphers) for old platforms that need them.
+    #[serde(default)]
+    pub legacy_algorithms: bool,
+
+    /// The AAA (TACACS+/RADIUS) server group that authenticates this device's logins:
+    /// sessions are capped per group so a reconnect storm does not overwhelm it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_NAME_LEN), regex(pattern = SECRET_KEY_PATTERN))]
+    pub aaa_group: Option<String>,
+
+    /// Secret holding an OpenSSH private key to log in with (key `ssh-privatekey` unless
+    /// named, as in a `kubernetes.io/ssh-auth` Secret; a passphrase, if any, under
+    /// `passphrase` in the same Secret). The user name comes from `credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_secret: Option<SecretKeyRef>,
+}
+
+/// A CLI dialect netpulse parses.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CliPlatform {
+    /// Arista EOS.
+    #[serde(rename = "arista_eos")]
+    AristaEos,
+    /// Cisco IOS and IOS-XE.
+    #[serde(rename = "cisco_ios")]
+    CiscoIos,
+}
+
+/// How SSH commands run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SshMode {
+    /// An interactive shell with a PTY, prompt detection and paging turned off.
+    #[default]
+    Shell,
+    /// One exec channel per command.
+    Exec,
 }
 
 /// One CLI command polled over SSH.

@@ -22,11 +22,11 @@ mod validate;
 
 pub use crdgen::{CrdDrift, DriftProblem, REGENERATE_HINT, check_crds, crds, write_crds};
 pub use device::{
-    DEFAULT_COMMAND_INTERVAL, DEFAULT_GNMI_PORT, DEFAULT_KNOWN_HOSTS_KEY, DEFAULT_PASSWORD_KEY,
-    DEFAULT_SAMPLE_INTERVAL, DEFAULT_SSH_PORT, DEFAULT_SUBSCRIPTION_PATHS, DEFAULT_USERNAME_KEY,
-    Device, DevicePhase, DeviceSpec, DeviceStatus, Encoding, GnmiSpec, SecretRef, SshCommand,
-    SshSpec, SubscribeMode, Subscription, SubscriptionMode, SyncHealth, TlsSpec,
-    default_subscriptions,
+    CliPlatform, DEFAULT_COMMAND_INTERVAL, DEFAULT_GNMI_PORT, DEFAULT_KNOWN_HOSTS_KEY,
+    DEFAULT_PASSWORD_KEY, DEFAULT_SAMPLE_INTERVAL, DEFAULT_SSH_PORT, DEFAULT_SUBSCRIPTION_PATHS,
+    DEFAULT_USERNAME_KEY, Device, DevicePhase, DeviceSpec, DeviceStatus, Encoding, GnmiSpec,
+    SecretRef, SshCommand, SshMode, SshSpec, SubscribeMode, Subscription, SubscriptionMode,
+    SyncHealth, TlsSpec, default_subscriptions,
 };
 pub use duration::{
     DURATION_PATTERN, DurationError, INTERVAL_PATTERN, MAX_INTERVAL, MIN_INTERVAL, parse_duration,

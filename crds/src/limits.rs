@@ -5,6 +5,9 @@
 //! and string that a CEL rule reads is bounded: the API server estimates the cost of each rule
 //! from these bounds and refuses CRDs whose rules could run too long.
 
+/// Longest prompt pattern of an SSH block.
+pub const MAX_PROMPT_LEN: u32 = 256;
+
 /// Longest Kubernetes object name, host name or device address.
 pub const MAX_NAME_LEN: u32 = 253;
 

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use crate::device::{DeviceSpec, GnmiSpec, SecretRef, SshSpec, Subscription, SubscriptionMode};
 use crate::duration::{check_interval, parse_duration};
 use crate::limits::{
-    MAX_COMMAND_LEN, MAX_COMMANDS, MAX_HOST_KEY_LEN, MAX_NAME_LEN, MAX_PATH_LEN, MAX_SUBSCRIPTIONS,
-    MAX_WEIGHT,
+    MAX_COMMAND_LEN, MAX_COMMANDS, MAX_HOST_KEY_LEN, MAX_NAME_LEN, MAX_PATH_LEN, MAX_PROMPT_LEN,
+    MAX_SUBSCRIPTIONS, MAX_WEIGHT,
 };
 use crate::pool::{CollectorPoolSpec, MAX_LOAD_FACTOR};
 use crate::secret::SecretKeyRef;
@@ -214,6 +214,25 @@ fn validate_ssh(errors: &mut Errors, ssh: &SshSpec) {
             format!("{at}.interval"),
             check_interval(&command.interval).map(drop),
         );
+    }
+    if let Some(prompt) = &ssh.prompt {
+        if prompt.is_empty() || prompt.len() > MAX_PROMPT_LEN as usize {
+            errors.push(
+                "ssh.prompt",
+                format!("must be 1 to {MAX_PROMPT_LEN} characters"),
+            );
+        } else if let Err(e) = regex::Regex::new(prompt) {
+            errors.push(
+                "ssh.prompt",
+                format!("is not a valid regular expression: {e}"),
+            );
+        }
+    }
+    if let Some(group) = &ssh.aaa_group {
+        errors.check("ssh.aaaGroup", validate_secret_key(group));
+    }
+    if let Some(secret) = &ssh.private_key_secret {
+        validate_secret_key_ref(errors, "ssh.privateKeySecret", secret);
     }
 }
 
@@ -469,7 +488,7 @@ impl CollectorPoolSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{SshCommand, TlsSpec};
+    use crate::device::{SshCommand, SshMode, TlsSpec};
     use crate::limits::ADDRESS_PATTERN;
 
     fn fields(result: Result<(), Vec<FieldError>>) -> Vec<String> {
@@ -490,6 +509,12 @@ mod tests {
                 command: "show version".into(),
                 interval: "60s".into(),
             }],
+            platform: None,
+            mode: SshMode::Shell,
+            prompt: None,
+            legacy_algorithms: false,
+            aaa_group: None,
+            private_key_secret: None,
         }
     }
 
@@ -682,6 +707,17 @@ mod tests {
             Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl leaf1".into());
         spec.ssh = Some(pinned);
         assert_eq!(spec.validate(), Ok(()));
+        let mut shell = ssh();
+        shell.prompt = Some("^leaf[0-9+#$".into());
+        shell.aaa_group = Some("tacacs east".into());
+        spec.ssh = Some(shell);
+        let problems = fields(spec.validate());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("ssh.prompt: is not a valid regular expression"),
+            "{problems:?}"
+        );
+        assert!(problems[1].starts_with("ssh.aaaGroup: "), "{problems:?}");
     }
 
     #[test]

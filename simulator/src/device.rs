@@ -267,6 +267,19 @@ impl Device {
         self.groups.len()
     }
 
+    /// Number of interfaces.
+    pub(crate) fn interface_count(&self) -> usize {
+        self.traffic.len()
+    }
+
+    /// (physical, used) memory in bytes `t` after fleet start, when the device serves
+    /// system leaves.
+    pub(crate) fn memory(&self, t: Duration) -> Option<(u64, u64)> {
+        self.system
+            .as_ref()
+            .map(|s| (s.memory_physical, s.memory_used(t)))
+    }
+
     /// The name of interface `iface`.
     pub(crate) fn interface_name(iface: usize) -> String {
         format!("Ethernet{}", iface + 1)

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::device::{Device, device_name};
 use crate::fabric::{Fabric, Role};
 use crate::misbehaviour::Misbehaviour;
+use crate::ssh::{self, Cli, Platform, Settings, SshConfig};
 use crate::target::{Dispatch, Policy, Target};
 use crate::tls::{Authority, PemPair};
 use crate::{Error, Result};
@@ -30,6 +31,10 @@ const HOSTS_PER_BLOCK: u64 = 254;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Listen backlog of a shared listener: a whole fleet's clients connect through it.
 const SHARED_BACKLOG: u32 = 4096;
+/// SSH identification string of every device.
+const SSH_SERVER_ID: &str = "SSH-2.0-netpulse_sim";
+/// How long a failed SSH authentication takes (short: it is a simulator).
+const SSH_AUTH_REJECTION: Duration = Duration::from_millis(200);
 
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +80,10 @@ pub struct FleetConfig {
     /// override replaces the fleet-wide misbehaviour for that device; the last one given
     /// for a device wins.
     pub misbehaving: Vec<(usize, Misbehaviour)>,
+    /// Also serve SSH with a vendor-style CLI on every device's address (see
+    /// [`SshConfig`]); `None` (the default): gNMI only. SSH always uses one listener per
+    /// device, even with `shared_listener`.
+    pub ssh: Option<SshConfig>,
 }
 
 impl Default for FleetConfig {
@@ -93,6 +102,7 @@ impl Default for FleetConfig {
             misbehaviour: Misbehaviour::default(),
             misbehaving: Vec::new(),
             shared_listener: false,
+            ssh: None,
         }
     }
 }
@@ -108,6 +118,10 @@ pub struct SimDevice {
     pub interfaces: Vec<String>,
     /// Its place in the leaf-spine fabric.
     pub role: Role,
+    /// Address its SSH server listens on, when the fleet serves SSH.
+    pub ssh_addr: Option<SocketAddr>,
+    /// The CLI style it answers SSH commands in, when the fleet serves SSH.
+    pub platform: Option<Platform>,
 }
 
 /// Running virtual devices. Dropping it stops the servers too, without waiting for them;
@@ -121,6 +135,8 @@ pub struct Fleet {
     servers: Vec<JoinHandle<()>>,
     /// Sample notifications dropped by `drop-when-behind` devices, fleet-wide.
     dropped: Arc<AtomicU64>,
+    /// The SSH host key (OpenSSH public-key line), when the fleet serves SSH.
+    ssh_host_key: Option<String>,
 }
 
 impl Fleet {
@@ -182,6 +198,11 @@ impl Fleet {
             bound.push((Some(listener), addr));
         }
 
+        let ssh_listeners = match &config.ssh {
+            Some(ssh) => bind_ssh(&bound, ssh.port).await?,
+            None => Vec::new(),
+        };
+
         // Builders first, so a certificate problem stops the fleet before anything runs.
         let mut builders = Vec::with_capacity(bound.len());
         for (index, (_, addr)) in bound.iter().enumerate() {
@@ -209,6 +230,15 @@ impl Fleet {
             dropped.clone(),
         ));
         let epoch = Instant::now();
+        let ssh_settings = match &config.ssh {
+            Some(ssh) => Some(ssh_settings(&config, ssh, fabric, epoch)?),
+            None => None,
+        };
+        let ssh_host_key = match &ssh_settings {
+            Some(s) => Some(host_key_line(s)?),
+            None => None,
+        };
+        let mut ssh_listeners = ssh_listeners.into_iter();
         let (shutdown, stop) = watch::channel(false);
         let mut devices = Vec::with_capacity(bound.len());
         let mut servers = Vec::with_capacity(bound.len());
@@ -223,11 +253,28 @@ impl Fleet {
                 fabric,
                 config.system_leaves,
             ));
+            let mut ssh_addr = None;
+            let mut platform = None;
+            if let (Some(settings), Some(ssh), Some((listener, at))) =
+                (&ssh_settings, &config.ssh, ssh_listeners.next())
+            {
+                let cli = Arc::new(Cli {
+                    device: device.clone(),
+                    index,
+                    platform: ssh.platforms.platform(index, fabric.role(index)),
+                    settings: settings.clone(),
+                });
+                ssh_addr = Some(at);
+                platform = Some(cli.platform);
+                servers.push(tokio::spawn(ssh::serve(listener, cli, stop.clone())));
+            }
             devices.push(SimDevice {
                 name,
                 addr,
                 interfaces: (0..config.interfaces).map(Device::interface_name).collect(),
                 role: fabric.role(index),
+                ssh_addr,
+                platform,
             });
             let policy = policy_for(&config, index, &shared_policy);
             let target = Target::new(device, policy, epoch, stop.clone());
@@ -273,6 +320,7 @@ impl Fleet {
             client_identity,
             shutdown,
             servers,
+            ssh_host_key,
         })
     }
 
@@ -299,6 +347,13 @@ impl Fleet {
         self.client_identity
             .as_ref()
             .map(|p| (p.cert.clone(), p.key.clone()))
+    }
+
+    /// The fleet's SSH host key as an OpenSSH public-key line (`ssh-ed25519 AAAA...`), when
+    /// it serves SSH: what a client should pin. Derived from the seed, so stable across
+    /// restarts with the same seed.
+    pub fn ssh_host_key(&self) -> Option<&str> {
+        self.ssh_host_key.as_deref()
     }
 
     /// Stops accepting connections, ends every open subscription and waits for the servers
@@ -340,6 +395,80 @@ fn policy_for(config: &FleetConfig, index: usize, shared: &Arc<Policy>) -> Arc<P
         )),
         None => Arc::clone(shared),
     }
+}
+
+/// Binds the SSH port on every device's address, in device order.
+async fn bind_ssh(
+    bound: &[(Option<TcpListener>, SocketAddr)],
+    port: u16,
+) -> Result<Vec<(TcpListener, SocketAddr)>> {
+    let mut out = Vec::with_capacity(bound.len());
+    for (_, gnmi) in bound {
+        let addr = SocketAddr::new(gnmi.ip(), port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        out.push((listener, addr));
+    }
+    Ok(out)
+}
+
+/// What every device's SSH server shares: host key from the seed, credentials, keys.
+fn ssh_settings(
+    config: &FleetConfig,
+    ssh: &SshConfig,
+    fabric: Fabric,
+    epoch: Instant,
+) -> Result<Arc<Settings>> {
+    let authorized = ssh
+        .authorized_keys
+        .iter()
+        .map(|line| {
+            russh::keys::PublicKey::from_openssh(line.trim())
+                .map_err(|e| Error::SshKey(format!("{line:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let russh = russh::server::Config {
+        server_id: russh::SshId::Standard(SSH_SERVER_ID.into()),
+        methods: ssh::methods(),
+        auth_rejection_time: SSH_AUTH_REJECTION,
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys: vec![ssh::host_key(config.seed)],
+        inactivity_timeout: ssh.idle_timeout,
+        nodelay: true,
+        ..russh::server::Config::default()
+    };
+    let credentials = config.credentials.clone().unwrap_or_else(|| {
+        (
+            ssh::DEFAULT_SSH_USERNAME.to_owned(),
+            ssh::DEFAULT_SSH_PASSWORD.to_owned(),
+        )
+    });
+    Ok(Arc::new(Settings {
+        russh: Arc::new(russh),
+        credentials,
+        authorized,
+        slow_output: ssh.slow_output,
+        change_every: ssh.config_change_every,
+        seed: config.seed,
+        fabric,
+        epoch,
+        sessions: Arc::new(tokio::sync::Semaphore::new(ssh.max_sessions)),
+    }))
+}
+
+fn host_key_line(settings: &Settings) -> Result<String> {
+    settings
+        .russh
+        .keys
+        .first()
+        .ok_or_else(|| Error::SshKey("no host key".to_owned()))?
+        .public_key()
+        .to_openssh()
+        .map_err(|e| Error::SshKey(e.to_string()))
 }
 
 /// Binds `0.0.0.0:port` on the loopback interface only: connections to any 127.x.y.z

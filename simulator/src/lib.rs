@@ -11,6 +11,15 @@
 //! certificates), username/password metadata, and misbehaviour on demand (see
 //! [`Misbehaviour`]), fleet-wide or per device.
 //!
+//! Devices can also serve SSH ([`FleetConfig::ssh`]): a russh server per device address
+//! with an Arista EOS-like or Cisco IOS-like CLI (`show version`, `show interfaces`,
+//! `show lldp neighbors`, `show running-config`) whose counters and neighbours are the
+//! ones the same device serves over gNMI at that instant; exec and interactive shells
+//! (prompts, `enable`, `--More--` paging, `terminal length 0`). Password, public-key and
+//! keyboard-interactive authentication; the fleet's credentials if set, otherwise
+//! [`DEFAULT_SSH_USERNAME`]/[`DEFAULT_SSH_PASSWORD`]. The host key comes from the seed
+//! ([`Fleet::ssh_host_key`]).
+//!
 //! Depends on `model` and `proto` only among netpulse crates; it must not import any
 //! other role crate (collector, web, operator, store, bus).
 
@@ -19,6 +28,7 @@ mod fabric;
 mod fleet;
 mod misbehaviour;
 mod pattern;
+mod ssh;
 mod target;
 mod tls;
 mod traffic;
@@ -28,6 +38,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 pub use fabric::Role;
 pub use fleet::{Fleet, FleetConfig, SimDevice};
 pub use misbehaviour::{Misbehaviour, ParseMisbehaviourError};
+pub use ssh::{
+    DEFAULT_SSH_PASSWORD, DEFAULT_SSH_USERNAME, ParsePlatformError, Platform, PlatformMix,
+    SshConfig,
+};
 pub use target::{PASSWORD_KEY, USERNAME_KEY};
 
 /// Why a fleet could not start.
@@ -76,6 +90,9 @@ pub enum Error {
         /// The number of devices.
         devices: usize,
     },
+    /// An SSH key (an authorized key, or the host key) could not be used.
+    #[error("SSH key: {0}")]
+    SshKey(String),
 }
 
 /// Result with this crate's error.

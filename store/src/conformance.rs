@@ -45,6 +45,17 @@ macro_rules! for_each_case {
             health_round_trips,
             newer_health_overwrites_older_does_not,
             health_creates_unknown_devices,
+            cli_first_output_is_no_change,
+            cli_same_output_moves_the_time_only,
+            cli_changed_output_records_a_diff,
+            cli_late_output_is_ignored,
+            cli_line_ending_noise_is_no_change,
+            cli_changes_are_newest_first_and_limited,
+            cli_oversize_output_and_bad_queries_are_refused,
+            cli_retention_removes_old_changes,
+            cli_nul_in_output_is_replaced,
+            cli_concurrent_outputs_of_one_command,
+            cli_untracked_output_is_kept_without_changes,
         }
     };
 }
@@ -1534,4 +1545,412 @@ pub(crate) async fn health_creates_unknown_devices(store: Arc<dyn Store>) {
         .expect("known");
     assert_eq!(device.address, "192.0.2.1:6030");
     assert_eq!(device.health, Some(health("new1", 3).health));
+}
+
+fn cli(device: &str, command: &str, ts: TimestampNs, output: &str) -> crate::CliOutput {
+    crate::CliOutput {
+        device: key(device),
+        command: command.to_owned(),
+        ts,
+        output: output.to_owned(),
+        truncated: false,
+        track_changes: true,
+    }
+}
+
+const RUN: &str = "show running-config";
+
+/// A running config of `n` interfaces, the one named `changed` with MTU 1500.
+fn config(n: usize, changed: Option<usize>) -> String {
+    let mut text = String::from("hostname leaf1\n");
+    for i in 0..n {
+        let mtu = if Some(i) == changed { 1500 } else { 9000 };
+        text.push_str(&format!("interface Ethernet{i}\n   mtu {mtu}\n!\n"));
+    }
+    text
+}
+
+pub(crate) async fn cli_first_output_is_no_change(store: Arc<dyn Store>) {
+    assert_eq!(
+        store.cli_output(&key("leaf1"), RUN).await.expect("latest"),
+        None
+    );
+    let first = cli("leaf1", RUN, T0, &config(4, None));
+    let change = store.record_cli_output(&first).await.expect("record");
+    assert_eq!(change, None);
+    assert_eq!(
+        store.cli_output(&key("leaf1"), RUN).await.expect("latest"),
+        Some(first)
+    );
+    assert_eq!(
+        store
+            .cli_output(&key("leaf1"), "show version")
+            .await
+            .expect("other command"),
+        None
+    );
+    // The device was created, as events and samples create it.
+    let device = store.device(&key("leaf1")).await.expect("device");
+    assert!(device.is_some());
+    assert!(
+        store
+            .cli_changes(&key("leaf1"), i64::MIN, 10)
+            .await
+            .expect("changes")
+            .is_empty()
+    );
+}
+
+pub(crate) async fn cli_same_output_moves_the_time_only(store: Arc<dyn Store>) {
+    let text = config(4, None);
+    store
+        .record_cli_output(&cli("leaf1", RUN, T0, &text))
+        .await
+        .expect("first");
+    let again = crate::CliOutput {
+        truncated: true,
+        track_changes: true,
+        ..cli("leaf1", RUN, T0 + 60_000_000 * US, &text)
+    };
+    assert_eq!(store.record_cli_output(&again).await.expect("again"), None);
+    let latest = store
+        .cli_output(&key("leaf1"), RUN)
+        .await
+        .expect("latest")
+        .expect("stored");
+    assert_eq!(latest.ts, T0 + 60_000_000 * US, "last seen moves");
+    assert_eq!(latest.output, text);
+    assert!(!latest.truncated, "only the time moves");
+    assert!(
+        store
+            .cli_changes(&key("leaf1"), i64::MIN, 10)
+            .await
+            .expect("changes")
+            .is_empty()
+    );
+}
+
+pub(crate) async fn cli_changed_output_records_a_diff(store: Arc<dyn Store>) {
+    let (t1, t2, t3) = (T0, T0 + 30 * US, T0 + 90 * US);
+    for ts in [t1, t2] {
+        store
+            .record_cli_output(&cli("leaf1", RUN, ts, &config(10, None)))
+            .await
+            .expect("unchanged");
+    }
+    let new = cli("leaf1", RUN, t3, &config(10, Some(4)));
+    let change = store
+        .record_cli_output(&new)
+        .await
+        .expect("record")
+        .expect("a change");
+    assert_eq!(change.device, key("leaf1"));
+    assert_eq!(change.command, RUN);
+    assert_eq!((change.ts, change.previous_ts), (t3, t2), "since last seen");
+    assert_eq!((change.added, change.removed), (1, 1));
+    let expected = [
+        "--- show running-config\t2026-01-01T00:00:00.000030000Z",
+        "+++ show running-config\t2026-01-01T00:00:00.000090000Z",
+        "@@ -12,7 +12,7 @@",
+        "    mtu 9000",
+        " !",
+        " interface Ethernet4",
+        "-   mtu 9000",
+        "+   mtu 1500",
+        " !",
+        " interface Ethernet5",
+        "    mtu 9000",
+        "",
+    ];
+    assert_eq!(change.diff, expected.join("\n"));
+    assert_eq!(
+        store.cli_output(&key("leaf1"), RUN).await.expect("latest"),
+        Some(new)
+    );
+    let stored = store
+        .cli_changes(&key("leaf1"), i64::MIN, 10)
+        .await
+        .expect("changes");
+    assert_eq!(stored, vec![change]);
+}
+
+pub(crate) async fn cli_late_output_is_ignored(store: Arc<dyn Store>) {
+    let latest = cli("leaf1", RUN, T0 + 10 * US, &config(2, None));
+    store.record_cli_output(&latest).await.expect("latest");
+    let late = cli("leaf1", RUN, T0, &config(2, Some(1)));
+    assert_eq!(store.record_cli_output(&late).await.expect("late"), None);
+    assert_eq!(
+        store.cli_output(&key("leaf1"), RUN).await.expect("latest"),
+        Some(latest.clone())
+    );
+    assert!(
+        store
+            .cli_changes(&key("leaf1"), i64::MIN, 10)
+            .await
+            .expect("changes")
+            .is_empty()
+    );
+    // Another command of the same device is not compared with it.
+    let other = cli("leaf1", "show version", T0, "EOS 4.30\n");
+    assert_eq!(store.record_cli_output(&other).await.expect("other"), None);
+}
+
+pub(crate) async fn cli_line_ending_noise_is_no_change(store: Arc<dyn Store>) {
+    let lf = "Device ID  Local Intf\nspine1     Et1\nspine2     Et2\n";
+    store
+        .record_cli_output(&cli("leaf1", "show lldp neighbors", T0, lf))
+        .await
+        .expect("first");
+    let crlf = "Device ID  Local Intf   \r\nspine1     Et1\r\nspine2     Et2\r\n";
+    let change = store
+        .record_cli_output(&cli("leaf1", "show lldp neighbors", T0 + US, crlf))
+        .await
+        .expect("crlf");
+    assert_eq!(change, None);
+    let latest = store
+        .cli_output(&key("leaf1"), "show lldp neighbors")
+        .await
+        .expect("latest")
+        .expect("stored");
+    assert_eq!((latest.ts, latest.output.as_str()), (T0 + US, lf));
+    // A real change still is one.
+    let gone = "Device ID  Local Intf\r\nspine1     Et1\r\n";
+    let change = store
+        .record_cli_output(&cli("leaf1", "show lldp neighbors", T0 + 2 * US, gone))
+        .await
+        .expect("neighbour gone")
+        .expect("a change");
+    assert_eq!((change.added, change.removed), (0, 1));
+    assert!(
+        change.diff.contains("\n-spine2     Et2\n"),
+        "{}",
+        change.diff
+    );
+}
+
+pub(crate) async fn cli_changes_are_newest_first_and_limited(store: Arc<dyn Store>) {
+    // Five changes of one command, one of another, one of another device.
+    for i in 0..6 {
+        store
+            .record_cli_output(&cli(
+                "leaf1",
+                RUN,
+                T0 + i * 10 * US,
+                &config(6, Some(i as usize)),
+            ))
+            .await
+            .expect("record");
+    }
+    for (i, text) in ["v1\n", "v2\n"].iter().enumerate() {
+        store
+            .record_cli_output(&cli(
+                "leaf1",
+                "show version",
+                T0 + 25 * US + i as i64 * 20 * US,
+                text,
+            ))
+            .await
+            .expect("version");
+        store
+            .record_cli_output(&cli("leaf2", RUN, T0 + i as i64 * 10 * US, text))
+            .await
+            .expect("leaf2");
+    }
+    let all = store
+        .cli_changes(&key("leaf1"), i64::MIN, 100)
+        .await
+        .expect("changes");
+    let seen: Vec<(TimestampNs, &str)> = all
+        .iter()
+        .map(|c| ((c.ts - T0) / US, c.command.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (50, RUN),
+            (45, "show version"),
+            (40, RUN),
+            (30, RUN),
+            (20, RUN),
+            (10, RUN)
+        ]
+    );
+    assert!(all.iter().all(|c| c.device == key("leaf1")));
+    let newest = store
+        .cli_changes(&key("leaf1"), i64::MIN, 2)
+        .await
+        .expect("limited");
+    assert_eq!(newest, all[..2].to_vec());
+    let since = store
+        .cli_changes(&key("leaf1"), T0 + 30 * US, 100)
+        .await
+        .expect("since");
+    assert_eq!(since, all[..4].to_vec(), "since is inclusive");
+    assert!(
+        store
+            .cli_changes(&key("nobody"), i64::MIN, 10)
+            .await
+            .expect("unknown device")
+            .is_empty()
+    );
+}
+
+pub(crate) async fn cli_oversize_output_and_bad_queries_are_refused(store: Arc<dyn Store>) {
+    use crate::{CliError, Error, cli::MAX_CHANGES_LIMIT, cli::MAX_OUTPUT_BYTES};
+    let fits = "x".repeat(MAX_OUTPUT_BYTES);
+    store
+        .record_cli_output(&cli("leaf1", RUN, T0, &fits))
+        .await
+        .expect("exactly the maximum is stored");
+    let big = cli("leaf1", RUN, T0 + US, &"y".repeat(MAX_OUTPUT_BYTES + 1));
+    match store.record_cli_output(&big).await {
+        Err(Error::Cli(CliError::OutputTooLarge { size, .. })) => {
+            assert_eq!(size, MAX_OUTPUT_BYTES + 1)
+        }
+        other => panic!("oversize output gave {other:?}"),
+    }
+    let latest = store
+        .cli_output(&key("leaf1"), RUN)
+        .await
+        .expect("latest")
+        .expect("stored");
+    assert_eq!((latest.ts, latest.output.len()), (T0, MAX_OUTPUT_BYTES));
+    match store.record_cli_output(&cli("leaf1", "", T0, "x")).await {
+        Err(Error::Cli(CliError::Command(_))) => {}
+        other => panic!("empty command gave {other:?}"),
+    }
+    for (limit, expected) in [
+        (0, CliError::NoLimit),
+        (
+            MAX_CHANGES_LIMIT + 1,
+            CliError::LimitTooLarge(MAX_CHANGES_LIMIT + 1),
+        ),
+    ] {
+        match store.cli_changes(&key("leaf1"), i64::MIN, limit).await {
+            Err(Error::Cli(e)) => assert_eq!(e, expected),
+            other => panic!("limit {limit} gave {other:?}"),
+        }
+    }
+}
+
+pub(crate) async fn cli_retention_removes_old_changes(store: Arc<dyn Store>) {
+    let day = 86_400 * 1_000_000_000;
+    for d in [0, 1, 2, 5, 9] {
+        store
+            .record_cli_output(&cli(
+                "leaf1",
+                RUN,
+                T0 + d * day,
+                &config(10, Some(d as usize)),
+            ))
+            .await
+            .expect("record");
+    }
+    let before = store
+        .cli_changes(&key("leaf1"), i64::MIN, 100)
+        .await
+        .expect("changes");
+    let days: Vec<i64> = before.iter().map(|c| (c.ts - T0) / day).collect();
+    assert_eq!(days, [9, 5, 2, 1]);
+    // Ten days after T0, seven days of raw data are kept: the changes of days 5 and 9 stay.
+    let now = T0 + 10 * day;
+    let report = store
+        .maintain(now, &crate::Retention::default())
+        .await
+        .expect("maintain");
+    assert!(report.deleted >= 2, "{report:?}");
+    let after = store
+        .cli_changes(&key("leaf1"), i64::MIN, 100)
+        .await
+        .expect("changes");
+    assert_eq!(after, before[..2].to_vec());
+    // The latest output stays, as a series' last value does.
+    let latest = store.cli_output(&key("leaf1"), RUN).await.expect("latest");
+    assert_eq!(latest.map(|l| l.ts), Some(T0 + 9 * day));
+}
+
+pub(crate) async fn cli_nul_in_output_is_replaced(store: Arc<dyn Store>) {
+    store
+        .record_cli_output(&cli("leaf1", RUN, T0, "a\0b\n"))
+        .await
+        .expect("NUL is stored");
+    let latest = store
+        .cli_output(&key("leaf1"), RUN)
+        .await
+        .expect("latest")
+        .expect("stored");
+    assert_eq!(latest.output, "a\u{FFFD}b\n");
+    // The same output again, NUL and all, is no change.
+    assert_eq!(
+        store
+            .record_cli_output(&cli("leaf1", RUN, T0 + US, "a\0b\n"))
+            .await
+            .expect("again"),
+        None
+    );
+}
+
+pub(crate) async fn cli_concurrent_outputs_of_one_command(store: Arc<dyn Store>) {
+    // First outputs racing for the same (device, command) row: none fails, the newest
+    // wins, and every change returned is the one stored.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let output = cli("leaf9", RUN, T0 + i * US, &config(8, Some(i as usize)));
+                store.record_cli_output(&output).await
+            })
+        })
+        .collect();
+    let mut returned = Vec::new();
+    for task in tasks {
+        let change = task.await.expect("task").expect("record");
+        returned.extend(change);
+    }
+    let latest = store
+        .cli_output(&key("leaf9"), RUN)
+        .await
+        .expect("latest")
+        .expect("stored");
+    assert_eq!(latest.ts, T0 + 7 * US);
+    assert_eq!(latest.output, config(8, Some(7)));
+    let mut stored = store
+        .cli_changes(&key("leaf9"), i64::MIN, 100)
+        .await
+        .expect("changes");
+    stored.sort_by_key(|c| c.ts);
+    returned.sort_by_key(|c| c.ts);
+    assert_eq!(stored, returned);
+    assert!(stored.len() < 8, "the first output is no change");
+}
+
+pub(crate) async fn cli_untracked_output_is_kept_without_changes(store: Arc<dyn Store>) {
+    let counters = |n: u64| crate::CliOutput {
+        track_changes: false,
+        ..cli(
+            "leaf1",
+            "show interfaces",
+            T0 + n as i64 * US,
+            &format!("{n} packets input\n"),
+        )
+    };
+    store.record_cli_output(&counters(1)).await.expect("first");
+    assert_eq!(
+        store.record_cli_output(&counters(2)).await.expect("second"),
+        None
+    );
+    let latest = store
+        .cli_output(&key("leaf1"), "show interfaces")
+        .await
+        .expect("latest")
+        .expect("stored");
+    assert_eq!(latest.output, "2 packets input\n", "the newest is kept");
+    assert!(
+        store
+            .cli_changes(&key("leaf1"), i64::MIN, 10)
+            .await
+            .expect("changes")
+            .is_empty(),
+        "no change recorded"
+    );
 }

@@ -14,9 +14,13 @@
 //!   their low bits; text is stored as text, with NUL replaced by U+FFFD. A series keeps the
 //!   kind of its first value, and whole numbers read back as that kind.
 //! - Listings sort by bytes (device names, canonical path strings), as Rust sorts strings.
+//! - CLI output: the latest output of each (device, command) and the changes between
+//!   consecutive outputs as bounded unified diffs (see [`cli`]); changes expire with raw
+//!   samples.
 
 pub mod block;
 mod cache;
+pub mod cli;
 mod codec;
 #[cfg(test)]
 mod conformance;
@@ -28,6 +32,7 @@ mod schema;
 mod sqlite;
 pub mod step;
 
+pub use cli::{CliChange, CliError, CliOutput};
 pub use maintenance::{MaintenanceReport, Retention};
 pub use rate::{RateError, SeriesRate, TopRates};
 pub use step::{Bucket, Stats, StepError};
@@ -99,6 +104,9 @@ pub enum Error {
     /// A rate query that cannot be answered as asked.
     #[error("{0}")]
     Rate(#[from] RateError),
+    /// CLI output or a query about it that cannot be stored or answered as asked.
+    #[error("{0}")]
+    Cli(#[from] CliError),
     /// An epoch beyond what the database holds (2^63 - 1).
     #[error("epoch {0} is too large")]
     EpochTooLarge(u64),
@@ -386,8 +394,54 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         Err(Error::Unsupported("rate queries"))
     }
 
+    /// Records the output of one run of a command on a device, in one transaction: reads
+    /// the stored latest output of (device, command), stores this one as the latest and,
+    /// when it differs from the previous one (see [`cli::diff`]: line endings and trailing
+    /// whitespace are no difference), records and returns the change.
+    ///
+    /// - The first output of a command is stored and returns `None`.
+    /// - An output equal to the latest only moves the latest's time (last seen); `None`.
+    /// - An output older than the latest (late delivery) is ignored: `None`, nothing
+    ///   stored. One of the same time is not older.
+    ///
+    /// Creates the device (with an empty address) if it is unknown. Refused with
+    /// [`Error::Cli`] for an output above [`cli::MAX_OUTPUT_BYTES`] or an unstorable
+    /// command. Times are stored as samples' are (microseconds on PostgreSQL): the change
+    /// returned carries the stored times. The default fails with [`Error::Unsupported`]
+    /// (test doubles); both adapters implement it.
+    async fn record_cli_output(&self, output: &CliOutput) -> Result<Option<CliChange>> {
+        cli::check_output(output)?;
+        Err(Error::Unsupported("CLI output"))
+    }
+
+    /// The latest output of `command` on `device` (its `ts` is when it was last seen), or
+    /// `None` if none was recorded. The default fails with [`Error::Unsupported`].
+    async fn cli_output(&self, device: &DeviceKey, command: &str) -> Result<Option<CliOutput>> {
+        let _ = (device, command);
+        Err(Error::Unsupported("CLI output"))
+    }
+
+    /// The changes of every command of `device` seen at or after `since`, newest first
+    /// (then the last recorded first), at most `limit`. Empty for an unknown device.
+    /// Refused with [`Error::Cli`] for a limit of 0 or above [`cli::MAX_CHANGES_LIMIT`].
+    /// The default fails with [`Error::Unsupported`].
+    async fn cli_changes(
+        &self,
+        device: &DeviceKey,
+        since: TimestampNs,
+        limit: usize,
+    ) -> Result<Vec<CliChange>> {
+        let _ = (device, since);
+        cli::check_limit(limit)?;
+        Err(Error::Unsupported("CLI output"))
+    }
+
     /// Prepares time partitions around `now`, seals old hours (rollups, compression) and
-    /// drops data older than the retention of its resolution (see [`maintenance`]). On PostgreSQL one process runs it at a time: a
+    /// drops data older than the retention of its resolution (see [`maintenance`]). CLI
+    /// changes ([`Store::cli_changes`]) follow the raw samples' retention
+    /// ([`Retention::raw`]): those older than [`Retention::cutoff`] are deleted (counted
+    /// in [`MaintenanceReport::deleted`]); the latest output of each command stays, as a
+    /// series' last value does. On PostgreSQL one process runs it at a time: a
     /// second caller gets a report with `skipped` set. The default does nothing and says
     /// it skipped (test doubles).
     async fn maintain(&self, now: TimestampNs, retention: &Retention) -> Result<MaintenanceReport> {

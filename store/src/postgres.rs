@@ -19,6 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
 use crate::cache::{IdCache, Known};
+use crate::cli::{self, CliChange, CliOutput, Plan};
 use crate::codec::{self, Batch, Kind, SeriesKey};
 use crate::schema::{self, Applied};
 use crate::{
@@ -907,6 +908,95 @@ impl Store for PgStore {
         ranking.finish()
     }
 
+    async fn record_cli_output(&self, output: &CliOutput) -> Result<Option<CliChange>> {
+        cli::check_output(output)?;
+        // The stored times, so that the change returned is the one stored.
+        let current = CliOutput {
+            ts: to_us(output.ts).saturating_mul(NS_PER_US),
+            output: codec::text(&output.output),
+            ..output.clone()
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO devices (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(current.device.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let device_id: i64 = sqlx::query_scalar("SELECT id FROM devices WHERE name = $1")
+            .bind(current.device.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        // A first output racing another one of the same command finds its row taken: it
+        // then waits for that transaction and plans again against what it stored.
+        for _ in 0..3 {
+            if let Some(change) = record_cli(&mut tx, device_id, &current).await? {
+                tx.commit().await?;
+                return Ok(change);
+            }
+        }
+        Err(Error::Corrupt(format!(
+            "the latest output of {:?} on {} neither exists nor can be inserted",
+            current.command, current.device
+        )))
+    }
+
+    async fn cli_output(&self, device: &DeviceKey, command: &str) -> Result<Option<CliOutput>> {
+        let row: Option<(DateTime<Utc>, String, bool)> = sqlx::query_as(
+            "SELECT o.ts, o.output, o.truncated \
+             FROM cli_outputs o JOIN devices d ON d.id = o.device_id \
+             WHERE d.name = $1 AND o.command = $2",
+        )
+        .bind(device.as_str())
+        .bind(command)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(ts, output, truncated)| {
+            Ok(CliOutput {
+                device: device.clone(),
+                command: command.to_owned(),
+                ts: from_timestamptz(ts)?,
+                output,
+                truncated,
+                track_changes: true,
+            })
+        })
+        .transpose()
+    }
+
+    async fn cli_changes(
+        &self,
+        device: &DeviceKey,
+        since: TimestampNs,
+        limit: usize,
+    ) -> Result<Vec<CliChange>> {
+        cli::check_limit(limit)?;
+        // `since` rounds up to the stored microseconds, as range bounds do.
+        let since = timestamptz(to_us(since) + i64::from(since.rem_euclid(NS_PER_US) != 0));
+        let rows: Vec<(String, DateTime<Utc>, DateTime<Utc>, String, i64, i64)> = sqlx::query_as(
+            "SELECT c.command, c.ts, c.previous_ts, c.diff, c.added, c.removed \
+                 FROM cli_changes c JOIN devices d ON d.id = c.device_id \
+                 WHERE d.name = $1 AND c.ts >= $2 \
+                 ORDER BY c.ts DESC, c.id DESC LIMIT $3",
+        )
+        .bind(device.as_str())
+        .bind(since)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(command, ts, previous_ts, diff, added, removed)| {
+                Ok(CliChange {
+                    device: device.clone(),
+                    command,
+                    ts: from_timestamptz(ts)?,
+                    previous_ts: from_timestamptz(previous_ts)?,
+                    diff,
+                    added: cli::stored_count(added)?,
+                    removed: cli::stored_count(removed)?,
+                })
+            })
+            .collect()
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -935,6 +1025,90 @@ impl Store for PgStore {
             drop(conn.detach());
         }
         report
+    }
+}
+
+/// One attempt at recording `current` (times already stored ones) in `tx`: the change
+/// recorded (`Some(None)` when none), or `None` when a concurrent first output of the same
+/// command took the row (the caller tries again, and then finds it).
+async fn record_cli(
+    tx: &mut PgConnection,
+    device_id: i64,
+    current: &CliOutput,
+) -> Result<Option<Option<CliChange>>> {
+    let row: Option<(DateTime<Utc>, String, bool)> = sqlx::query_as(
+        "SELECT ts, output, truncated FROM cli_outputs \
+         WHERE device_id = $1 AND command = $2 FOR UPDATE",
+    )
+    .bind(device_id)
+    .bind(current.command.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let previous = row
+        .map(|(ts, output, truncated)| {
+            Ok::<_, Error>(CliOutput {
+                device: current.device.clone(),
+                command: current.command.clone(),
+                ts: from_timestamptz(ts)?,
+                output,
+                truncated,
+                track_changes: true,
+            })
+        })
+        .transpose()?;
+    let ts = timestamptz(to_us(current.ts));
+    match cli::plan(previous.as_ref(), current) {
+        Plan::Ignore => Ok(Some(None)),
+        Plan::Touch => {
+            sqlx::query("UPDATE cli_outputs SET ts = $3 WHERE device_id = $1 AND command = $2")
+                .bind(device_id)
+                .bind(current.command.as_str())
+                .bind(ts)
+                .execute(&mut *tx)
+                .await?;
+            Ok(Some(None))
+        }
+        Plan::Replace(change) => {
+            let stored = if previous.is_some() {
+                sqlx::query(
+                    "UPDATE cli_outputs SET ts = $3, output = $4, truncated = $5 \
+                     WHERE device_id = $1 AND command = $2",
+                )
+            } else {
+                sqlx::query(
+                    "INSERT INTO cli_outputs (device_id, command, ts, output, truncated) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, command) DO NOTHING",
+                )
+            }
+            .bind(device_id)
+            .bind(current.command.as_str())
+            .bind(ts)
+            .bind(current.output.as_str())
+            .bind(current.truncated)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if stored == 0 {
+                return Ok(None);
+            }
+            if let Some(c) = &change {
+                sqlx::query(
+                    "INSERT INTO cli_changes \
+                       (device_id, command, ts, previous_ts, diff, added, removed) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(device_id)
+                .bind(c.command.as_str())
+                .bind(ts)
+                .bind(timestamptz(to_us(c.previous_ts)))
+                .bind(c.diff.as_str())
+                .bind(i64::from(c.added))
+                .bind(i64::from(c.removed))
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(Some(change))
+        }
     }
 }
 
@@ -981,6 +1155,12 @@ async fn maintain_locked(
             .await?
             .rows_affected();
     }
+    // CLI changes follow the raw samples' retention (see `Store::maintain`).
+    report.deleted += sqlx::query("DELETE FROM cli_changes WHERE ts < $1")
+        .bind(timestamptz(to_us(retention.cutoff(now))))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
     report.dropped.sort();
     Ok(report)
 }
@@ -1569,6 +1749,83 @@ mod server_tests {
                 .map(|(ts, state)| (ts.timestamp_micros(), state.as_str()))
                 .collect();
             assert_eq!(history, [(0, "connecting"), (1, "synced"), (2, "synced")]);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_first_cli_output_racing_another_is_compared_with_it() {
+        // Another writer has inserted the first output of the command but not committed:
+        // this one's insert waits for it, finds the row taken, and plans again against it.
+        with_db(|db| async move {
+            let store = crate::open(&db.url, true).await.expect("open");
+            let leaf1 = DeviceKey::new("leaf1").expect("key");
+            store
+                .upsert_devices(&[crate::DeviceInfo {
+                    name: leaf1.clone(),
+                    address: String::new(),
+                }])
+                .await
+                .expect("device");
+            let pool = db.pool().await;
+            let mut other = pool.begin().await.expect("begin");
+            let t0 = crate::OLDEST_SAMPLE_TS;
+            sqlx::query(
+                "INSERT INTO cli_outputs (device_id, command, ts, output, truncated) \
+                 SELECT id, 'show version', $1, 'v1', false FROM devices WHERE name = 'leaf1'",
+            )
+            .bind(timestamptz(to_us(t0)))
+            .execute(&mut *other)
+            .await
+            .expect("uncommitted first output");
+            let racing = tokio::spawn({
+                let store = store.clone();
+                let output = CliOutput {
+                    device: leaf1.clone(),
+                    command: "show version".into(),
+                    ts: t0 + 1_000_000_000,
+                    output: "v2\n".into(),
+                    truncated: false,
+                    track_changes: true,
+                };
+                async move { store.record_cli_output(&output).await }
+            });
+            // Wait until the store's insert waits on the other transaction.
+            let mut waiting = false;
+            for _ in 0..200 {
+                waiting = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+                     WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO cli_outputs%')",
+                )
+                .fetch_one(&pool)
+                .await
+                .expect("activity");
+                if waiting {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            assert!(
+                waiting,
+                "the store's insert never waited on the other writer"
+            );
+            other.commit().await.expect("commit the other writer");
+            let change = racing
+                .await
+                .expect("task")
+                .expect("record")
+                .expect("v1 -> v2 is a change");
+            assert_eq!(
+                (change.previous_ts, change.added, change.removed),
+                (t0, 1, 1)
+            );
+            let latest = store
+                .cli_output(&leaf1, "show version")
+                .await
+                .expect("latest")
+                .expect("stored");
+            assert_eq!(latest.output, "v2\n");
+            pool.close().await;
         })
         .await;
     }

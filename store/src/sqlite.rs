@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::cache::{IdCache, Known};
+use crate::cli::{self, CliChange, CliOutput, Plan};
 use crate::codec::{self, Batch, Kind, SeriesKey};
 use crate::maintenance::{self, span_of};
 use crate::schema::{self, Applied};
@@ -560,6 +561,130 @@ impl Store for SqliteStore {
         ranking.finish()
     }
 
+    async fn record_cli_output(&self, output: &CliOutput) -> Result<Option<CliChange>> {
+        cli::check_output(output)?;
+        let current = CliOutput {
+            output: codec::text(&output.output),
+            ..output.clone()
+        };
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let device_id = device_id(&mut tx, &current.device).await?;
+        let previous: Option<(i64, String, bool)> = sqlx::query_as(
+            "SELECT ts, output, truncated FROM cli_outputs WHERE device_id = ?1 AND command = ?2",
+        )
+        .bind(device_id)
+        .bind(current.command.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let previous = previous.map(|(ts, output, truncated)| CliOutput {
+            device: current.device.clone(),
+            command: current.command.clone(),
+            ts,
+            output,
+            truncated,
+            track_changes: true,
+        });
+        let change = match cli::plan(previous.as_ref(), &current) {
+            Plan::Ignore => None,
+            Plan::Touch => {
+                sqlx::query("UPDATE cli_outputs SET ts = ?3 WHERE device_id = ?1 AND command = ?2")
+                    .bind(device_id)
+                    .bind(current.command.as_str())
+                    .bind(current.ts)
+                    .execute(&mut *tx)
+                    .await?;
+                None
+            }
+            Plan::Replace(change) => {
+                sqlx::query(
+                    "INSERT INTO cli_outputs (device_id, command, ts, output, truncated) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (device_id, command) DO UPDATE SET ts = excluded.ts, \
+                       output = excluded.output, truncated = excluded.truncated",
+                )
+                .bind(device_id)
+                .bind(current.command.as_str())
+                .bind(current.ts)
+                .bind(current.output.as_str())
+                .bind(current.truncated)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(c) = &change {
+                    sqlx::query(
+                        "INSERT INTO cli_changes \
+                           (device_id, command, ts, previous_ts, diff, added, removed) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .bind(device_id)
+                    .bind(c.command.as_str())
+                    .bind(c.ts)
+                    .bind(c.previous_ts)
+                    .bind(c.diff.as_str())
+                    .bind(i64::from(c.added))
+                    .bind(i64::from(c.removed))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                change
+            }
+        };
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    async fn cli_output(&self, device: &DeviceKey, command: &str) -> Result<Option<CliOutput>> {
+        let row: Option<(i64, String, bool)> = sqlx::query_as(
+            "SELECT o.ts, o.output, o.truncated \
+             FROM cli_outputs o JOIN devices d ON d.id = o.device_id \
+             WHERE d.name = ?1 AND o.command = ?2",
+        )
+        .bind(device.as_str())
+        .bind(command)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(ts, output, truncated)| CliOutput {
+            device: device.clone(),
+            command: command.to_owned(),
+            ts,
+            output,
+            truncated,
+            track_changes: true,
+        }))
+    }
+
+    async fn cli_changes(
+        &self,
+        device: &DeviceKey,
+        since: TimestampNs,
+        limit: usize,
+    ) -> Result<Vec<CliChange>> {
+        cli::check_limit(limit)?;
+        let rows: Vec<(String, i64, i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT c.command, c.ts, c.previous_ts, c.diff, c.added, c.removed \
+             FROM cli_changes c JOIN devices d ON d.id = c.device_id \
+             WHERE d.name = ?1 AND c.ts >= ?2 \
+             ORDER BY c.ts DESC, c.id DESC LIMIT ?3",
+        )
+        .bind(device.as_str())
+        .bind(since)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(command, ts, previous_ts, diff, added, removed)| {
+                Ok(CliChange {
+                    device: device.clone(),
+                    command,
+                    ts,
+                    previous_ts,
+                    diff,
+                    added: cli::stored_count(added)?,
+                    removed: cli::stored_count(removed)?,
+                })
+            })
+            .collect()
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -590,6 +715,12 @@ impl Store for SqliteStore {
             .await?
             .rows_affected();
         }
+        // CLI changes follow the raw samples' retention (see `Store::maintain`).
+        report.deleted += sqlx::query("DELETE FROM cli_changes WHERE ts < ?1")
+            .bind(retention.cutoff(now))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(report)
     }
 }

@@ -1,0 +1,243 @@
+//! SSH/CLI collection against the netpulse simulator's SSH side (russh server with
+//! EOS-like and IOS-like output): an SSH-only device gets the same OpenConfig series as
+//! gNMI, its raw outputs are kept, and a host key learned on first use is recorded and
+//! enforced.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use collector::CollectorConfig;
+use common::*;
+use crds::devices_file::DeviceEntry;
+use crds::{DeviceSpec, SecretRef, SshCommand, SshMode, SshSpec};
+use model::DeviceKey;
+use simulator::{Fleet, FleetConfig, SshConfig};
+
+async fn fleet(base: &str, seed: u64) -> Fleet {
+    Fleet::start(FleetConfig {
+        devices: 2,
+        base_address: base.parse().unwrap(),
+        port: 0,
+        interfaces: 2,
+        seed,
+        ssh: Some(SshConfig {
+            port: 2222,
+            // A description edit every second: changes for the diffing to find.
+            config_change_every: Some(Duration::from_secs(1)),
+            ..SshConfig::default()
+        }),
+        ..FleetConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// SSH-only entries for every device of `fleet`: `show interfaces` and
+/// `show running-config` every 500 ms, the platform detected.
+fn devices(fleet: &Fleet, host_key: Option<String>) -> Vec<DeviceEntry> {
+    fleet
+        .devices()
+        .iter()
+        .map(|d| {
+            let addr = d.ssh_addr.unwrap();
+            let mut spec = DeviceSpec::new(addr.ip().to_string());
+            spec.gnmi.enabled = false;
+            spec.credentials = Some(SecretRef {
+                name: "sim".into(),
+                username_key: None,
+                password_key: None,
+            });
+            spec.ssh = Some(SshSpec {
+                port: addr.port(),
+                host_key: host_key.clone(),
+                known_hosts_secret: None,
+                trust_on_first_use: host_key.is_none(),
+                commands: ["show interfaces", "show running-config"]
+                    .into_iter()
+                    .map(|c| SshCommand {
+                        command: c.into(),
+                        interval: "500ms".into(),
+                    })
+                    .collect(),
+                platform: None,
+                mode: SshMode::Shell,
+                prompt: None,
+                legacy_algorithms: false,
+                aaa_group: None,
+                private_key_secret: None,
+            });
+            DeviceEntry {
+                name: DeviceKey::new(&d.name).unwrap(),
+                spec,
+            }
+        })
+        .collect()
+}
+
+fn ssh_config(secrets: &std::path::Path) -> CollectorConfig {
+    let sim = secrets.join("sim");
+    std::fs::create_dir_all(&sim).unwrap();
+    std::fs::write(sim.join("username"), simulator::DEFAULT_SSH_USERNAME).unwrap();
+    std::fs::write(sim.join("password"), simulator::DEFAULT_SSH_PASSWORD).unwrap();
+    CollectorConfig {
+        secrets_dir: Some(secrets.to_owned()),
+        refused_backoff: Duration::from_millis(300),
+        ..config()
+    }
+}
+
+/// Points stored for `device`'s `leaf` of interface `Ethernet1`.
+async fn points(store: &dyn store::Store, device: &str, leaf: &str) -> usize {
+    let path: model::Path = format!("/interfaces/interface[name=Ethernet1]/state/{leaf}")
+        .parse()
+        .unwrap();
+    let key = DeviceKey::new(device).unwrap();
+    store.range(&key, &path, 0, i64::MAX).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn an_ssh_only_device_gets_the_gnmi_series_and_keeps_its_raw_outputs() {
+    let fleet = fleet("127.41.0.1", 7).await;
+    let (_secrets, dir) = secrets_dir();
+    let host_key = fleet.ssh_host_key().unwrap().to_owned();
+    let entries = devices(&fleet, Some(host_key));
+    let names: Vec<String> = entries.iter().map(|d| d.name.to_string()).collect();
+    let running = collect(entries, ssh_config(&dir)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut done = true;
+        for name in &names {
+            done &= points(&*running.store, name, "counters/in-octets").await >= 2;
+        }
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no CLI counters stored; health: {:?}",
+            running.health.device(&DeviceKey::new(&names[0]).unwrap())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Edits come every second: give the polls (every 500 ms) time to see some.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for name in &names {
+        let key = DeviceKey::new(name).unwrap();
+        while running
+            .store
+            .cli_changes(&key, i64::MIN, 1)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: no change recorded"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (store, metrics, _db) = running.stop().await;
+    for name in &names {
+        let key = DeviceKey::new(name).unwrap();
+        // Every counter leaf gNMI serves, and the status, on the same paths.
+        for leaf in [
+            "counters/out-octets",
+            "counters/in-pkts",
+            "counters/in-errors",
+            "oper-status",
+        ] {
+            assert!(points(&*store, name, leaf).await >= 1, "{name}: {leaf}");
+        }
+        // Counters only grow between polls.
+        let path: model::Path = "/interfaces/interface[name=Ethernet1]/state/counters/in-octets"
+            .parse()
+            .unwrap();
+        let values: Vec<f64> = store
+            .range(&key, &path, 0, i64::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.value.as_f64().unwrap())
+            .collect();
+        assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
+        // The raw running config is the latest output of its command.
+        let config = store
+            .cli_output(&key, "show running-config")
+            .await
+            .unwrap()
+            .expect("the running config is kept");
+        assert!(config.output.contains("hostname"), "{}", config.output);
+        assert!(!config.truncated);
+        // Its edits are changes with a diff; the counters of `show interfaces` are not.
+        let changes = store.cli_changes(&key, i64::MIN, 100).await.unwrap();
+        assert!(
+            changes.iter().all(|c| c.command == "show running-config"),
+            "{changes:?}"
+        );
+        let edit = changes.first().expect("a running-config edit recorded");
+        assert!(
+            edit.diff.contains("+   description") || edit.diff.contains("+ description"),
+            "{}",
+            edit.diff
+        );
+        assert!(edit.added >= 1 && edit.removed >= 1, "{edit:?}");
+    }
+    let ok = metrics
+        .cli_polls
+        .get_or_create(&collector::CliResultLabel { result: "ok" })
+        .get();
+    assert!(ok >= 4, "{ok} polls");
+}
+
+#[tokio::test]
+async fn a_host_key_learned_on_first_use_is_recorded_and_a_changed_one_refused() {
+    let (_secrets, dir) = secrets_dir();
+    let first = fleet("127.41.1.1", 7).await;
+    let learned_key = first.ssh_host_key().unwrap().to_owned();
+    let entries = devices(&first, None);
+    let name = entries[0].name.clone();
+    let running = collect(entries.clone(), ssh_config(&dir)).await;
+    running
+        .wait_for(name.as_str(), "a synced SSH device", |h| {
+            h.state == "synced"
+        })
+        .await;
+    let store = running.store.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        if let Some(r) = store.cli_output(&name, "#ssh-host-key").await.unwrap() {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no learned key");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(record.output.trim(), learned_key.trim());
+    let (store, _, _db) = running.stop().await;
+    first.shutdown().await;
+
+    // The same addresses now answer with another host key (another seed).
+    let second = fleet("127.41.1.1", 8).await;
+    assert_ne!(second.ssh_host_key().unwrap(), learned_key);
+    let kept = store.clone();
+    let running = collect_with(entries, ssh_config(&dir), move |_| kept).await;
+    let health = running
+        .wait_for(name.as_str(), "the changed key refused", |h| {
+            h.state == "unreachable"
+        })
+        .await;
+    let error = health.last_error.unwrap_or_default();
+    assert!(error.contains("host key"), "{error}");
+    assert!(error.contains("SHA256:"), "{error}");
+    // The record still holds the first key.
+    let record = store
+        .cli_output(&name, "#ssh-host-key")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.output.trim(), learned_key.trim());
+    running.stop().await;
+}

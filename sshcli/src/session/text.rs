@@ -1,0 +1,201 @@
+//! Screen-scraping helpers for the interactive shell: cleaning terminal output, and
+//! recognising the prompt and the pager. Pure functions, unit-tested beside the code.
+
+use regex::Regex;
+
+use crate::Platform;
+
+/// The default prompt of a platform, matched against the last line of output: a
+/// hostname, an optional mode in parentheses (`(config)`, `(config-if-Et1)`), then `>`
+/// or `#`. The `host` group lets the session pin the hostname once it has seen it.
+pub fn default_prompt(platform: Platform) -> &'static str {
+    match platform {
+        Platform::AristaEos | Platform::CiscoIos => {
+            r"(?P<host>[A-Za-z0-9][\w.\-/:@]{0,62})(?:\([\w.\-/:]*\))?[>#]"
+        }
+    }
+}
+
+/// The commands that turn paging off on a platform.
+pub fn default_paging_off(platform: Platform) -> Vec<String> {
+    match platform {
+        Platform::AristaEos | Platform::CiscoIos => vec!["terminal length 0".to_owned()],
+    }
+}
+
+/// The default pager prompt: `--More--`, ` --More-- `, `-- More --`, `<--- More --->`.
+pub const DEFAULT_PAGER: &str = r"(?i)-+\s*more\s*-+>?";
+
+/// Compiles a prompt pattern so that it must match the whole last line (trailing
+/// whitespace allowed).
+pub(crate) fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!(r"^(?:{pattern})\s*$"))
+}
+
+/// The prompt pinned to the hostname seen in the first prompt, keeping the optional mode.
+pub(crate) fn pinned_prompt(host: &str) -> Result<Regex, regex::Error> {
+    anchored(&format!(r"{}(?:\([\w.\-/:]*\))?[>#]", regex::escape(host)))
+}
+
+/// The last line of a raw buffer (after its last `\n`), cleaned.
+pub(crate) fn last_line(raw: &[u8]) -> String {
+    let start = raw.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    clean(&String::from_utf8_lossy(&raw[start..]))
+}
+
+/// Turns terminal output into plain text: drops ANSI escape sequences, applies
+/// backspaces, normalises CRLF to LF, and lets a bare `\r` return to the start of the
+/// line (pagers erase `--More--` by overwriting it).
+pub fn clean(raw: &str) -> String {
+    let mut lines = Vec::new();
+    for line in raw.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let mut current: Vec<char> = Vec::new();
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\x1b' => skip_escape(&mut chars),
+                '\x08' => {
+                    current.pop();
+                }
+                '\r' => {
+                    // A carriage return restarts the line: what follows overwrites it.
+                    current.clear();
+                }
+                '\x07' | '\0' => {}
+                c => current.push(c),
+            }
+        }
+        lines.push(current.into_iter().collect::<String>());
+    }
+    lines.join("\n")
+}
+
+fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    // CSI (`ESC [`): parameters, then one final byte in `@..~`. Other two-character
+    // sequences (`ESC =`, `ESC >`) are fully consumed by the `next` call.
+    if chars.next() == Some('[') {
+        for c in chars.by_ref() {
+            if ('@'..='~').contains(&c) {
+                break;
+            }
+        }
+    }
+}
+
+/// The output of one shell command: the cleaned text without the echoed command line
+/// and without the trailing prompt, ending with a newline when not empty.
+pub(crate) fn command_output(cleaned: &str, command: &str, prompt: &Regex) -> String {
+    let mut lines: Vec<&str> = cleaned.split('\n').collect();
+    if lines.last().is_some_and(|l| prompt.is_match(l)) {
+        lines.pop();
+    }
+    let command = command.trim();
+    if !command.is_empty()
+        && lines
+            .first()
+            .is_some_and(|l| l.trim_end().ends_with(command))
+    {
+        lines.remove(0);
+    }
+    while lines.last().is_some_and(|l| l.trim().is_empty()) {
+        lines.pop();
+    }
+    let mut text = lines.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn clean_table() {
+        let cases = [
+            ("a\r\nb\r\n", "a\nb\n"),
+            ("plain", "plain"),
+            (" --More-- \r          \rline 21\r\n", "line 21\n"),
+            ("abc\x08\x08d", "ad"),
+            ("\x1b[1mbold\x1b[0m text", "bold text"),
+            ("x\x1b=y", "xy"),
+            ("\r\n\r\nleaf1#", "\n\nleaf1#"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(clean(raw), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn default_prompt_table() {
+        let re = anchored(default_prompt(Platform::AristaEos)).unwrap();
+        for ok in [
+            "leaf1#",
+            "leaf1>",
+            "leaf1(config)#",
+            "leaf1(config-if-Et1)#",
+            "sw-01.lab# ",
+            "R1#",
+        ] {
+            assert!(re.is_match(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "# comment",
+            "Ethernet1 is up",
+            "leaf1# show version",
+            "--More--",
+        ] {
+            assert!(!re.is_match(bad), "{bad}");
+        }
+        let caps = re.captures("spine2(config)#").unwrap();
+        assert_eq!(&caps["host"], "spine2");
+    }
+
+    #[test]
+    fn pinned_prompt_only_matches_the_host() {
+        let re = pinned_prompt("leaf1").unwrap();
+        assert!(re.is_match("leaf1#"));
+        assert!(re.is_match("leaf1(config)#"));
+        assert!(!re.is_match("leaf2#"));
+    }
+
+    #[test]
+    fn pager_pattern_table() {
+        let re = Regex::new(DEFAULT_PAGER).unwrap();
+        for ok in [" --More-- ", "--More--", "-- More --", "<--- More --->"] {
+            assert!(re.is_match(ok), "{ok}");
+        }
+        assert!(!re.is_match("more or less"));
+    }
+
+    #[test]
+    fn command_output_strips_echo_and_prompt() {
+        let prompt = pinned_prompt("leaf1").unwrap();
+        let got = command_output(
+            "show version\nline 1\nline 2\nleaf1#",
+            "show version",
+            &prompt,
+        );
+        assert_eq!(got, "line 1\nline 2\n");
+        assert_eq!(
+            command_output("terminal length 0\nleaf1#", "terminal length 0", &prompt),
+            ""
+        );
+        // Without an echo, the first line is output and is kept.
+        assert_eq!(
+            command_output("line 1\nleaf1#", "show x", &prompt),
+            "line 1\n"
+        );
+    }
+
+    #[test]
+    fn last_line_of_buffer() {
+        assert_eq!(last_line(b"a\r\nb\r\nleaf1#"), "leaf1#");
+        assert_eq!(last_line(b"leaf1#"), "leaf1#");
+        assert_eq!(last_line(b"a\r\n"), "");
+    }
+}
