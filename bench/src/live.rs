@@ -377,8 +377,15 @@ pub async fn fanout(cfg: &Fanout) -> anyhow::Result<()> {
     // Keep draining its stdout.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
-    // Every device updates once a second, spread over the second.
+    // Every device updates once a second, spread over the second. With charts, the
+    // samples are written to the store first, as a collector does (store, then bus): the
+    // charts are rendered from the store.
     let publisher = Arc::new(RedisBus::connect(&redis.url(), "bench")?);
+    let writer = if cfg.charts {
+        Some(store::open(&url, false).await?)
+    } else {
+        None
+    };
     let publishing = {
         let (publisher, devices, paths) = (publisher.clone(), devices.clone(), paths.clone());
         tokio::spawn(async move {
@@ -389,11 +396,27 @@ pub async fn fanout(cfg: &Fanout) -> anyhow::Result<()> {
             loop {
                 ticker.tick().await;
                 let ts = now_ns();
+                let mut messages = Vec::with_capacity(per_tick);
                 for _ in 0..per_tick {
                     let d = &devices[next % devices.len()];
                     next += 1;
                     n += 1;
-                    publisher.publish(message(d, &paths, ts, n));
+                    messages.push(message(d, &paths, ts, n));
+                }
+                if let Some(store) = &writer {
+                    let samples: Vec<Sample> = messages
+                        .iter()
+                        .flat_map(|m| match m {
+                            BusMessage::Samples { samples, .. } => samples.clone(),
+                            _ => Vec::new(),
+                        })
+                        .collect();
+                    if let Err(error) = store.write_samples(&samples).await {
+                        eprintln!("fanout: store write failed: {error}");
+                    }
+                }
+                for m in messages {
+                    publisher.publish(m);
                 }
             }
         })
@@ -483,17 +506,24 @@ pub async fn fanout(cfg: &Fanout) -> anyhow::Result<()> {
         .await?
         .text()
         .await?;
-    let skipped = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("netpulse_web_sse_skipped_total "))
-        .unwrap_or("?")
-        .to_owned();
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let skipped = metric("netpulse_web_sse_skipped_total");
+    let (renders, shared) = (
+        metric("netpulse_web_chart_renders_total"),
+        metric("netpulse_web_chart_renders_shared_total"),
+    );
     let mut lag = lags.lock().unwrap_or_else(|p| p.into_inner()).clone();
     lag.sort_by(f64::total_cmp);
     let got = events.load(Ordering::Relaxed) as f64;
     let expected = cfg.clients as f64 * elapsed;
     println!(
-        "fanout clients={} devices={} charts={} seconds={elapsed:.1} connect_seconds={connect_seconds:.1} events_per_second={:.0} delivered={:.4} web_cpu_cores={:.3} web_rss_mib={:.1} web_rss_idle_mib={:.1} kib_per_client={:.1} latency_ms_p50={:.1} latency_ms_p99={:.1} skipped={skipped} redis_cpu_cores={:.3} bench_cpu_cores={:.3}",
+        "fanout clients={} devices={} charts={} seconds={elapsed:.1} connect_seconds={connect_seconds:.1} events_per_second={:.0} delivered={:.4} web_cpu_cores={:.3} web_rss_mib={:.1} web_rss_idle_mib={:.1} kib_per_client={:.1} latency_ms_p50={:.1} latency_ms_p99={:.1} skipped={skipped} chart_renders={renders} chart_renders_shared={shared} redis_cpu_cores={:.3} bench_cpu_cores={:.3}",
         cfg.clients,
         cfg.devices,
         cfg.charts,

@@ -32,6 +32,9 @@ pub struct SseFloor {
 pub enum Mode {
     /// axum + hyper, as `netpulse web`.
     Axum,
+    /// The same axum router, each connection served by hyper's HTTP/1 connection alone
+    /// (no HTTP/2 detection, no upgrades).
+    Http1,
     /// A tokio task per connection writing the bytes itself.
     Raw,
 }
@@ -44,6 +47,18 @@ pub async fn server(mode: Mode) -> anyhow::Result<()> {
         Mode::Axum => {
             let app = axum::Router::new().route("/sse", axum::routing::get(sse));
             axum::serve(listener, app).await?;
+        }
+        Mode::Http1 => {
+            let app = axum::Router::new().route("/sse", axum::routing::get(sse));
+            loop {
+                let (socket, _) = listener.accept().await?;
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                        .await;
+                });
+            }
         }
         Mode::Raw => loop {
             let (socket, _) = listener.accept().await?;
@@ -110,7 +125,7 @@ async fn raw(socket: TcpStream) {
 /// Runs both servers in turn and prints the memory per held connection of each.
 pub async fn run(cfg: &SseFloor) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
-    for name in ["raw", "axum"] {
+    for name in ["raw", "http1", "axum"] {
         let mut child = tokio::process::Command::new(&exe)
             .args(["sse-floor-server", "--mode", name])
             .stdout(std::process::Stdio::piped())

@@ -152,15 +152,48 @@ pub fn ops_router_gated(
         })
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains connections.
+/// Serves `router` over HTTP/1.1 on `listener` until `shutdown` resolves, then drains
+/// connections (each finishes its response in flight).
+///
+/// hyper's HTTP/1 connection directly, not `axum::serve`: the latter's HTTP/1-or-2
+/// detection and upgrade support cost ~12 KiB more per open connection (34.3 against
+/// 22.0 KiB per held SSE stream, `netpulse-bench sse-floor`), and a web node holds one
+/// per watching browser. Browsers reach it through an ingress, which speaks HTTP/1.1 to
+/// its upstreams; nothing here upgrades (SSE only, ADR-0016).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let http = hyper::server::conn::http1::Builder::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, _) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before it was
+                    // accepted: keep serving the others.
+                    tracing::warn!(%error, "Accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = socket.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection =
+            graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(socket), service));
+        tokio::spawn(async move {
+            // A client that goes away mid-request is not a server error.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 async fn index(State(state): State<AppState>) -> Result<Html<String>> {
