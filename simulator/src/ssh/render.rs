@@ -358,11 +358,7 @@ impl View {
     fn eos_interfaces(&self) -> String {
         let mut out = String::new();
         for i in &self.interfaces {
-            let (state, detail) = if i.up {
-                ("up", "up (connected)")
-            } else {
-                ("down", "down (notconnect)")
-            };
+            let (state, detail) = line_state(i.up);
             let mac = dotted_mac(i.mac);
             let _ = write!(
                 out,
@@ -417,11 +413,7 @@ impl View {
     fn ios_interfaces(&self) -> String {
         let mut out = String::new();
         for i in &self.interfaces {
-            let (state, detail) = if i.up {
-                ("up", "up (connected)")
-            } else {
-                ("down", "down (notconnect)")
-            };
+            let (state, detail) = line_state(i.up);
             let mac = dotted_mac(i.mac);
             let load = |bps: u64| (bps * 255 / (BANDWIDTH_KBIT * 1000)).clamp(1, 255);
             let _ = write!(
@@ -629,6 +621,15 @@ fn description(
         let _ = write!(text, " (CHG{revision:05})");
     }
     text
+}
+
+/// An interface's status and line protocol words, as both platforms print them.
+fn line_state(up: bool) -> (&'static str, &'static str) {
+    if up {
+        ("up", "up (connected)")
+    } else {
+        ("down", "down (notconnect)")
+    }
 }
 
 fn dotted_mac(m: [u8; 6]) -> String {
