@@ -280,9 +280,10 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let count = devices.len();
     let health = collector::HealthBook::default();
-    let web_task = tokio::spawn(web::serve(
+    let web_task = tokio::spawn(web::serve_with_live(
         listener,
-        web::router(state).merge(collector_api(health.clone())),
+        web::router(state.clone()).merge(collector_api(health.clone())),
+        state,
         shutdown.clone().cancelled_owned(),
     ));
     let upkeep = tokio::spawn(maintain(
@@ -465,7 +466,13 @@ async fn run_web(args: WebArgs) -> anyhow::Result<()> {
     let listener = bind(args.listen.listen).await?;
     let addr = listener.local_addr()?;
     println!("netpulse web is running: open http://{addr}/");
-    web::serve(listener, web::router(state), shutdown.cancelled_owned()).await?;
+    web::serve_with_live(
+        listener,
+        web::router(state.clone()),
+        state,
+        shutdown.cancelled_owned(),
+    )
+    .await?;
     Ok(())
 }
 

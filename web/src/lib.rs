@@ -9,6 +9,7 @@ mod api;
 pub mod chart;
 mod error;
 pub mod health;
+mod held;
 pub mod hub;
 mod live;
 mod metrics;
@@ -50,6 +51,9 @@ pub struct AppState {
     pub stale_after: std::time::Duration,
     /// The process-wide registry served on `/metrics`.
     pub registry: Arc<Registry>,
+    /// Cancelled when the server shuts down: live streams end (they have no end of
+    /// their own for a graceful drain to wait for).
+    pub streams: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -65,6 +69,7 @@ impl AppState {
             stale_after: live::STALE_AFTER,
             metrics,
             registry: Arc::new(registry),
+            streams: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -157,19 +162,40 @@ pub fn ops_router_gated(
 ///
 /// hyper's HTTP/1 connection directly, not `axum::serve`: the latter's HTTP/1-or-2
 /// detection and upgrade support cost ~12 KiB more per open connection (34.3 against
-/// 22.0 KiB per held SSE stream, `netpulse-bench sse-floor`), and a web node holds one
-/// per watching browser. Browsers reach it through an ingress, which speaks HTTP/1.1 to
-/// its upstreams; nothing here upgrades (SSE only, ADR-0016).
+/// 22.0 KiB per held SSE stream, `netpulse-bench sse-floor`). Browsers reach it through
+/// an ingress, which speaks HTTP/1.1 to its upstreams; nothing here upgrades (SSE only,
+/// ADR-0016).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_inner(listener, router, None, shutdown).await
+}
+
+/// [`serve`], with the live streams of `state`'s devices held without hyper on fresh
+/// connections (`held`: ~21 KiB less per watching browser). `router` must serve the
+/// same streams (it does for connections that ask something else first).
+pub async fn serve_with_live(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_inner(listener, router, Some(state), shutdown).await
+}
+
+async fn serve_inner(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    live: Option<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let http = hyper::server::conn::http1::Builder::new();
     tokio::pin!(shutdown);
     loop {
-        let (socket, _) = tokio::select! {
+        let (mut socket, _) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -184,14 +210,36 @@ pub async fn serve(
         };
         let _ = socket.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let connection =
-            graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(socket), service));
+        let Some(state) = live.clone() else {
+            let connection = graceful
+                .watch(http.serve_connection(hyper_util::rt::TokioIo::new(socket), service));
+            tokio::spawn(async move {
+                // A client that goes away mid-request is not a server error.
+                let _ = connection.await;
+            });
+            continue;
+        };
+        let (http, watcher) = (http.clone(), graceful.watcher());
         tokio::spawn(async move {
-            // A client that goes away mid-request is not a server error.
-            let _ = connection.await;
+            match held::sniff(&mut socket, &state).await {
+                held::Sniffed::Live(events) => {
+                    let streams = state.streams.clone();
+                    drop((watcher, service, state));
+                    held::stream(socket, events, streams).await;
+                }
+                held::Sniffed::Other(head) => {
+                    let io = hyper_util::rt::TokioIo::new(held::Prefixed::new(head, socket));
+                    let _ = watcher.watch(http.serve_connection(io, service)).await;
+                }
+                held::Sniffed::Gone => {}
+            }
         });
     }
     drop(listener);
+    if let Some(state) = &live {
+        // Live streams end, through hyper or held, so the drain below can finish.
+        state.streams.cancel();
+    }
     graceful.shutdown().await;
     Ok(())
 }

@@ -59,34 +59,51 @@ pub const REPLAY_WINDOW: Duration = Duration::from_secs(15 * 60);
 const REPLAY_SERIES: usize = 512;
 
 /// Query of the live endpoint.
-#[derive(Debug, Deserialize)]
-pub struct LiveQuery {
-    minutes: Option<i64>,
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+pub(crate) struct LiveQuery {
+    pub minutes: Option<i64>,
     /// Replay from after this event id (what `Last-Event-ID` says, for clients that
     /// cannot set headers).
-    since: Option<i64>,
+    pub since: Option<i64>,
     /// `false`: samples, states and status only, no re-rendered charts (programs that
     /// follow a device without drawing it).
-    charts: Option<bool>,
+    pub charts: Option<bool>,
 }
 
-/// `GET /devices/{name}/live`
-pub async fn device_live(
+/// `GET /devices/{name}/live` through axum (a connection that asked something else
+/// first; fresh connections are held by [`crate::held`] without hyper).
+pub(crate) async fn device_live(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
     Query(q): Query<LiveQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let key = api::device_key(&name)?;
+    let since = last_event_id(headers.get("last-event-id").map(|v| v.as_bytes()));
+    let rx = open(state, &name, q, since).await?;
+    let events = ReceiverStream::new(rx).map(|event| Ok(event.into_axum()));
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// The value of a `Last-Event-ID` header, if it is an event id of ours.
+pub(crate) fn last_event_id(value: Option<&[u8]>) -> Option<i64> {
+    std::str::from_utf8(value?).ok()?.trim().parse::<i64>().ok()
+}
+
+/// Starts the stream of device `name`: a task that watches it and sends its events to
+/// the receiver returned, until the receiver is dropped. `since` (from
+/// `Last-Event-ID`) wins over the query's `since`.
+pub(crate) async fn open(
+    state: AppState,
+    name: &str,
+    q: LiveQuery,
+    since: Option<i64>,
+) -> Result<mpsc::Receiver<LiveEvent>> {
+    let key = api::device_key(name)?;
     let Some(summary) = state.store.device(&key).await? else {
-        return Err(Error::UnknownDevice(name));
+        return Err(Error::UnknownDevice(name.to_owned()));
     };
     let minutes = window_minutes(q.minutes.unwrap_or(DEFAULT_WINDOW_MINUTES));
-    let since = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .or(q.since);
+    let since = since.or(q.since);
     let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
     let client = Client {
         watch: state.hub.watch(&key),
@@ -98,12 +115,55 @@ pub async fn device_live(
         tx,
     };
     tokio::spawn(client.run(since));
-    let events = ReceiverStream::new(rx).map(Ok);
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    Ok(rx)
 }
 
-fn json_event(kind: &str, data: &serde_json::Value) -> Event {
-    Event::default().event(kind).data(data.to_string())
+/// One server-sent event, kept as text until it is written (by axum's `Sse`, or by
+/// [`crate::held`] straight to the socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LiveEvent {
+    pub kind: &'static str,
+    /// The newest sample's timestamp (`samples` events only).
+    pub id: Option<i64>,
+    /// One line (JSON); newlines, if any, become several `data:` lines.
+    pub data: String,
+}
+
+impl LiveEvent {
+    fn new(kind: &'static str, data: String) -> Self {
+        Self {
+            kind,
+            id: None,
+            data,
+        }
+    }
+
+    fn into_axum(self) -> Event {
+        let event = Event::default().event(self.kind).data(self.data);
+        match self.id {
+            Some(id) => event.id(id.to_string()),
+            None => event,
+        }
+    }
+
+    /// Appends the event in the `text/event-stream` format (as axum writes it).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let _ = writeln!(out, "event: {}", self.kind);
+        for line in self.data.split('\n') {
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(line.strip_suffix('\r').unwrap_or(line).as_bytes());
+            out.push(b'\n');
+        }
+        if let Some(id) = self.id {
+            let _ = writeln!(out, "id: {id}");
+        }
+        out.push(b'\n');
+    }
+}
+
+fn json_event(kind: &'static str, data: &serde_json::Value) -> LiveEvent {
+    LiveEvent::new(kind, data.to_string())
 }
 
 /// What the page's data is.
@@ -124,14 +184,14 @@ struct Client {
     newest: i64,
     /// Whether this client gets re-rendered charts.
     charts: bool,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<LiveEvent>,
 }
 
 /// The browser has gone.
 struct Gone;
 
 impl Client {
-    async fn send(&self, event: Event) -> Result<(), Gone> {
+    async fn send(&self, event: LiveEvent) -> Result<(), Gone> {
         self.tx.send(event).await.map_err(|_| Gone)
     }
 
@@ -145,7 +205,7 @@ impl Client {
         }
     }
 
-    fn status_event(&self, mode: Mode, now: i64) -> Event {
+    fn status_event(&self, mode: Mode, now: i64) -> LiveEvent {
         let newest = (self.newest > 0).then_some(self.newest);
         json_event(
             "status",
@@ -188,8 +248,10 @@ impl Client {
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.tick().await;
         let mut closed = false;
+        let shutdown = self.state.streams.clone();
         loop {
             tokio::select! {
+                () = shutdown.cancelled() => return Err(Gone),
                 received = self.watch.recv(), if !closed => match received {
                     Received::Message(message) => match &*message {
                         BusMessage::Samples { samples, .. } => {
@@ -332,7 +394,7 @@ impl Client {
             self.newest = self.newest.max(newest);
         }
         for (kind, data) in &rendered.events {
-            self.send(Event::default().event(*kind).data(data)).await?;
+            self.send(LiveEvent::new(kind, data.clone())).await?;
         }
         Ok(())
     }
@@ -379,22 +441,23 @@ async fn render(
 
 /// A `samples` event; its id is the newest sample's timestamp, what a reconnecting
 /// browser sends back as `Last-Event-ID`.
-fn samples_event(samples: &[Sample]) -> Event {
+fn samples_event(samples: &[Sample]) -> LiveEvent {
     let newest = samples.iter().map(|s| s.ts).max().unwrap_or(0);
     let shown: Vec<_> = samples
         .iter()
         .take(MAX_SAMPLES_PER_EVENT)
         .map(|s| serde_json::json!({"path": s.path, "ts": api::rfc3339(s.ts), "value": s.value}))
         .collect();
-    json_event(
+    let mut event = json_event(
         "samples",
         &serde_json::json!({
             "count": samples.len(),
             "newest": api::rfc3339(newest),
             "samples": shown,
         }),
-    )
-    .id(newest.to_string())
+    );
+    event.id = Some(newest);
+    event
 }
 
 /// Runs `f` when dropped.

@@ -26,6 +26,9 @@ pub struct WebMetrics {
     pub sse_skipped: Counter,
     /// Stored samples replayed to reconnecting browsers.
     pub sse_replayed: Counter,
+    /// Live streams held without hyper (fresh connections; the others went through
+    /// the router).
+    pub sse_held: Counter,
 }
 
 impl WebMetrics {
@@ -61,6 +64,11 @@ impl WebMetrics {
             "netpulse_web_sse_replayed",
             "Stored samples replayed to reconnecting browsers (Last-Event-ID)",
             m.sse_replayed.clone(),
+        );
+        registry.register(
+            "netpulse_web_sse_held",
+            "Live streams opened on a fresh connection and held without hyper's buffers",
+            m.sse_held.clone(),
         );
         registry.register_collector(Box::new(BusCollector(bus)));
         m

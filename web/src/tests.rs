@@ -771,3 +771,246 @@ async fn the_fleet_page_says_when_no_collector_is_heard() {
         "{html}"
     );
 }
+
+/// A web node on a loopback port, as `netpulse web` serves it (live streams held
+/// without hyper); dropping the sender shuts it down.
+async fn serve_on_socket(
+    f: &Fixture,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_with_live(
+        listener,
+        router(f.state.clone()),
+        f.state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop, server)
+}
+
+/// Sends `head` on `socket` and reads until `done` holds for what came back (10 s at
+/// most).
+async fn exchange(
+    socket: &mut tokio::net::TcpStream,
+    head: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done(&String::from_utf8_lossy(&seen)) {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, socket.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("quiet; got: {}", String::from_utf8_lossy(&seen)))
+            .unwrap();
+        assert!(n > 0, "closed; got: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(seen).unwrap()
+}
+
+/// The body of a chunked response read so far (whole chunks only), and its head.
+fn dechunk(response: &str) -> (String, String) {
+    let (head, mut rest) = response.split_once("\r\n\r\n").unwrap();
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size, 16).unwrap();
+        if after.len() < size + 2 {
+            break;
+        }
+        body.push_str(&after[..size]);
+        assert_eq!(&after[size..size + 2], "\r\n");
+        rest = &after[size + 2..];
+    }
+    (head.to_owned(), body)
+}
+
+/// The `samples` events of an SSE body.
+fn samples_events(body: &str) -> Vec<&str> {
+    body.split("\n\n")
+        .filter(|e| e.contains("event: samples"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_held_stream_sends_what_the_route_sends_and_ends_when_the_browser_goes() {
+    let f = fixture().await;
+    let (addr, stop, server) = serve_on_socket(&f).await;
+    let device = DeviceKey::new("leaf1").unwrap();
+    let path: Arc<model::Path> = counter("Ethernet1", "in-octets").into();
+    let stored = f
+        .state
+        .store
+        .range(&device, &path, 0, i64::MAX)
+        .await
+        .unwrap();
+    let since = stored[6].ts.to_string();
+
+    // Through the router (what a connection that asked something first gets).
+    let mut body = open_live(
+        &f,
+        "/devices/leaf1/live",
+        &[("Last-Event-ID", since.clone())],
+    )
+    .await;
+    let routed = read_until(&mut body, |s| s.contains("event: samples")).await;
+    drop(body);
+
+    // Held: a fresh connection, the name percent-encoded as a browser may send it.
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /devices/leaf%31/live HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\
+         Last-Event-ID: {since}\r\n\r\n"
+    );
+    let response = exchange(&mut socket, &request, |s| {
+        s.contains("event: samples") && s.contains(&format!("id: {}\n\n\r\n", stored[9].ts))
+    })
+    .await;
+    let (head, held) = dechunk(&response);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    for header in [
+        "content-type: text/event-stream",
+        "cache-control: no-cache",
+        "transfer-encoding: chunked",
+    ] {
+        assert!(head.contains(header), "{header}: {head}");
+    }
+    assert!(held.starts_with("event: status\n"), "{held}");
+    assert_eq!(
+        samples_events(&held),
+        samples_events(&routed),
+        "{held}\n---\n{routed}"
+    );
+    assert!(!samples_events(&held).is_empty());
+
+    // Live samples after the replay reach the held stream.
+    let fresh = Sample {
+        device: device.clone(),
+        path,
+        ts: stored[9].ts + 2_000_000_000,
+        value: Value::Uint(99),
+    };
+    let mut live = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !live.contains(&format!("id: {}", fresh.ts)) {
+        f.bus.publish(BusMessage::Samples {
+            device: device.clone(),
+            samples: vec![fresh.clone()],
+        });
+        let mut buf = [0u8; 4096];
+        if let Ok(read) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::io::AsyncReadExt::read(&mut socket, &mut buf),
+        )
+        .await
+        {
+            live.push_str(&String::from_utf8_lossy(&buf[..read.unwrap()]));
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{live}");
+    }
+    let (_, metrics) = get(&f.state, "/metrics").await;
+    assert!(metrics.contains("netpulse_web_sse_clients 1"), "{metrics}");
+    assert!(
+        metrics.contains("netpulse_web_sse_held_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("netpulse_web_sse_held_total 1"),
+        "{metrics}"
+    );
+
+    // The browser goes: its stream ends (the client count falls) without any event
+    // having to fail first.
+    drop(socket);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = get(&f.state, "/metrics").await;
+        if metrics.contains("netpulse_web_sse_clients 0") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stop);
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn everything_but_a_fresh_live_request_is_answered_by_the_router_on_the_same_port() {
+    let f = fixture().await;
+    let (addr, stop, server) = serve_on_socket(&f).await;
+
+    // An unknown device: the route's 404.
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let response = exchange(
+        &mut socket,
+        "GET /devices/nope/live HTTP/1.1\r\nHost: x\r\n\r\n",
+        |s| s.contains("nope"),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+
+    // A page first, then its live stream on the same connection (keep-alive): hyper
+    // serves both, the stream through the route.
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let response = exchange(
+        &mut socket,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        |s| s.ends_with("ok\n"),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let response = exchange(
+        &mut socket,
+        "GET /devices/leaf1/live HTTP/1.1\r\nHost: x\r\n\r\n",
+        |s| s.contains("event: status"),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("content-type: text/event-stream"),
+        "{response}"
+    );
+    let (_, metrics) = get(&f.state, "/metrics").await;
+    assert!(
+        metrics.contains("netpulse_web_sse_held_total 0"),
+        "{metrics}"
+    );
+
+    // A bad query or garbage: the route's and hyper's own answers.
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let response = exchange(
+        &mut socket,
+        "GET /devices/leaf1/live?minutes=many HTTP/1.1\r\nHost: x\r\n\r\n",
+        |s| s.contains("\r\n\r\n"),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let response = exchange(&mut socket, "GARBAGE\r\n\r\n", |s| s.contains("\r\n\r\n")).await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+
+    // Shutdown ends held streams rather than waiting for them.
+    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
+    exchange(
+        &mut held,
+        "GET /devices/leaf1/live HTTP/1.1\r\nHost: x\r\n\r\n",
+        |s| s.contains("event: status"),
+    )
+    .await;
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("shutdown waited for a held stream")
+        .unwrap()
+        .unwrap();
+}
