@@ -8,6 +8,13 @@
 //! - **Raw output kept, changes recorded.** Every output (cut at [`MAX_RAW_OUTPUT`]) is
 //!   the command's latest in the store, which compares it with the previous one and
 //!   records a change with a diff (running config, LLDP neighbours, ...).
+//! - **Parsed tables as snapshots.** Any other output a template parses (`show version`,
+//!   `show lldp neighbors`, an ntc template from `--cli-templates`) is also stored as a
+//!   structured snapshot: its rows as JSON objects, interface names expanded, rows sorted,
+//!   volatile columns ([`VOLATILE_COLUMNS`]) left out; the store keeps a new one only when
+//!   it differs from the latest. An output a template cannot parse is still kept raw; the
+//!   failure is counted (`netpulse_collector_cli_parse_errors`) and logged once per
+//!   command until it parses again.
 //! - **Schedule.** Each command first runs at a random point of its interval (a fleet
 //!   does not poll in lock step), then every interval. A poll that overruns is reported
 //!   (`netpulse_collector_cli_overruns`) and the missed runs are skipped, never stacked.
@@ -15,6 +22,9 @@
 //!   [`SESSION_RESET`]; capped per device, per AAA group and per collector
 //!   ([`sshcli::session::limit`]); a failed or closed session is retried with jittered
 //!   exponential backoff, a refused login or host key much later (retrying cannot help).
+//!   A reset is no state change: the device stays synced while the new session opens,
+//!   unless that takes longer than [`RESET_GRACE`] (then it is connecting) or fails (then
+//!   it is unreachable, as after any failure).
 //! - **Host keys.** Pinned key, known-hosts Secret, or explicit trust on first use: the
 //!   key learned first is recorded in the store (as the output of the pseudo-command
 //!   [`HOST_KEY_RECORD`], shared by every collector) and a different key is refused
@@ -24,17 +34,18 @@
 //! from this task; one with both keeps the gNMI session's, and SSH failures go to the
 //! log and the metrics.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crds::devices_file::DeviceEntry;
 use crds::{CliPlatform, SshMode, SshSpec};
 use model::{DeviceKey, DeviceState, Sample};
 use sshcli::Platform;
-use sshcli::parse::TemplateSet;
+use sshcli::parse::{Field, Row, TemplateSet};
 use sshcli::session::limit::{Limiter, jittered_backoff};
 use sshcli::session::{self, AuthMethod, HostKeyPolicy, Mode, Session, SessionConfig};
-use store::{CliOutput, Store};
+use store::{CliOutput, CliSnapshot, SnapshotOutcome, SnapshotRow, Store};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +60,9 @@ use crate::transport;
 pub const MAX_RAW_OUTPUT: usize = 256 * 1024;
 /// A session is closed and opened again after this long (devices leak per-session state).
 pub const SESSION_RESET: Duration = Duration::from_secs(3600);
+/// How long the session replacing a reset one may take to open before the device is
+/// reported connecting (until then it stays synced: a planned reset is no state change).
+pub const RESET_GRACE: Duration = Duration::from_secs(30);
 /// The pseudo-command under which a host key learned on first use is recorded.
 pub const HOST_KEY_RECORD: &str = "#ssh-host-key";
 /// Key of a private-key Secret when none is named (as in `kubernetes.io/ssh-auth`).
@@ -76,6 +90,32 @@ pub async fn run(
     config: CollectorConfig,
     shutdown: CancellationToken,
 ) {
+    let timing = Timing {
+        reset: SESSION_RESET,
+        reset_grace: RESET_GRACE,
+    };
+    run_with(device, tx, reporter, shared, config, shutdown, timing).await;
+}
+
+/// When sessions are reset: [`SESSION_RESET`] and [`RESET_GRACE`] but in tests.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// A session is reset after this long.
+    reset: Duration,
+    /// The replacing session may take this long before the device is reported connecting.
+    reset_grace: Duration,
+}
+
+/// [`run`] with its session timing.
+async fn run_with(
+    device: DeviceEntry,
+    tx: mpsc::Sender<Vec<Sample>>,
+    reporter: Reporter,
+    shared: Shared,
+    config: CollectorConfig,
+    shutdown: CancellationToken,
+    timing: Timing,
+) {
     let Some(ssh) = device.spec.ssh.clone() else {
         return;
     };
@@ -88,6 +128,8 @@ pub async fn run(
         reporter,
         shared,
         config,
+        timing,
+        unparsed: Mutex::default(),
         shutdown,
     };
     task.supervise().instrument(span).await;
@@ -102,6 +144,9 @@ struct Task {
     config: CollectorConfig,
     /// Whether this task reports the device's state (no gNMI session does).
     owns_state: bool,
+    timing: Timing,
+    /// Commands whose output the template failed to parse last time (logged once).
+    unparsed: Mutex<HashSet<String>>,
     shutdown: CancellationToken,
 }
 
@@ -139,21 +184,40 @@ impl Task {
     async fn supervise(self) {
         let mut attempt: u32 = 0;
         let mut schedule = self.schedule();
+        // The previous session was reset as planned: the device stays synced while the
+        // next one opens, if it opens in time.
+        let mut reset = false;
         loop {
             if attempt > 0 {
                 self.metrics().cli_reconnects.inc();
             }
-            self.set_state(DeviceState::Connecting, None).await;
+            if !reset {
+                self.set_state(DeviceState::Connecting, None).await;
+            }
+            let connecting = self.connect();
+            tokio::pin!(connecting);
             let connected = tokio::select! {
                 () = self.shutdown.cancelled() => return,
-                c = self.connect() => c,
+                c = &mut connecting => c,
+                () = tokio::time::sleep(self.timing.reset_grace), if reset => {
+                    tracing::info!(device = %self.name(), grace_ms = self.timing.reset_grace.as_millis() as u64, "SSH session reset is slow to reconnect");
+                    self.set_state(DeviceState::Connecting, None).await;
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return,
+                        c = &mut connecting => c,
+                    }
+                }
             };
+            reset = false;
             let wait = match connected {
                 Ok((session, platform)) => {
                     attempt = 0;
                     match self.poll(session, platform, &mut schedule).await {
                         Ended::Shutdown => return,
-                        Ended::Reset => continue,
+                        Ended::Reset => {
+                            reset = true;
+                            continue;
+                        }
                         Ended::Failed(error) => {
                             tracing::warn!(device = %self.name(), %error, "SSH session failed");
                             self.set_state(DeviceState::Unreachable, Some(error)).await;
@@ -361,7 +425,7 @@ impl Task {
             due.next = due.next.max(now);
         }
         let ended = loop {
-            if connected.opened.elapsed() >= SESSION_RESET {
+            if connected.opened.elapsed() >= self.timing.reset {
                 break Ended::Reset;
             }
             let Some(i) = (0..schedule.len()).min_by_key(|&i| schedule[i].next) else {
@@ -426,10 +490,12 @@ impl Task {
             .inc();
     }
 
-    /// Keeps the output (recording a change), and sends the series it carries.
+    /// Keeps the output (recording a change), and sends the series it carries or stores
+    /// the table it parses into.
     async fn process(&self, platform: Platform, command: &str, text: String) {
         let ts = now_ns();
         let mut series = false;
+        let mut snapshot = None;
         match self.shared.templates.lookup(platform.as_str(), command) {
             Ok(template) if template.name().ends_with("show_interfaces.textfsm") => {
                 series = true;
@@ -437,22 +503,37 @@ impl Task {
                     sshcli::parse::interface_samples(self.name(), platform, &rows, ts)
                 });
                 match samples {
-                    Ok(samples) if !samples.is_empty() => {
-                        self.metrics().samples_received.inc_by(samples.len() as u64);
-                        if self.tx.send(samples).await.is_err() {
-                            return;
+                    Ok(samples) => {
+                        self.parsed(command);
+                        if !samples.is_empty() {
+                            self.metrics().samples_received.inc_by(samples.len() as u64);
+                            if self.tx.send(samples).await.is_err() {
+                                return;
+                            }
                         }
                     }
-                    Ok(_) => {}
-                    Err(error) => {
-                        self.metrics().cli_parse_errors.inc();
-                        tracing::warn!(device = %self.name(), %command, %error, "CLI output not parsed");
-                    }
+                    Err(error) => self.not_parsed(command, &error),
                 }
             }
-            // Other tables are kept as raw output (and compared); a command without a
-            // template is kept raw only.
-            Ok(_) | Err(_) => {}
+            // Other tables are kept as snapshots beside the raw output.
+            Ok(template) => match template.parse(&text) {
+                Ok(rows) => {
+                    self.parsed(command);
+                    let (rows, truncated) = store::cli::bound_rows(snapshot_rows(platform, rows));
+                    snapshot = Some(CliSnapshot {
+                        device: self.name().clone(),
+                        command: command.to_owned(),
+                        template: template.name().to_owned(),
+                        ts,
+                        last_seen: ts,
+                        rows,
+                        truncated,
+                    });
+                }
+                Err(error) => self.not_parsed(command, &error),
+            },
+            // A command without a template is kept raw only.
+            Err(_) => {}
         }
         // An output that became series is kept raw, its changes are the series; others
         // are kept without their volatile lines, and compared.
@@ -475,7 +556,90 @@ impl Task {
                 tracing::warn!(device = %self.name(), %command, %error, "CLI output not stored");
             }
         }
+        let Some(snapshot) = snapshot else {
+            return;
+        };
+        match self.shared.store.record_cli_snapshot(&snapshot).await {
+            Ok(SnapshotOutcome::Changed) => {
+                self.metrics().cli_snapshot_changes.inc();
+                tracing::info!(device = %self.name(), %command, rows = snapshot.rows.len(), "Parsed CLI table changed");
+            }
+            Ok(SnapshotOutcome::First | SnapshotOutcome::Unchanged | SnapshotOutcome::Late) => {}
+            Err(error) => {
+                tracing::warn!(device = %self.name(), %command, %error, "CLI snapshot not stored");
+            }
+        }
     }
+
+    /// Counts a parse failure, and logs the first of a run of them.
+    fn not_parsed(&self, command: &str, error: &sshcli::parse::Error) {
+        self.metrics().cli_parse_errors.inc();
+        let first = self
+            .unparsed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(command.to_owned());
+        if first {
+            tracing::warn!(device = %self.name(), %command, %error, "CLI output not parsed (kept raw; not logged again until it parses)");
+        }
+    }
+
+    /// Ends a run of parse failures of `command`, if there was one.
+    fn parsed(&self, command: &str) {
+        let recovered = self
+            .unparsed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(command);
+        if recovered {
+            tracing::info!(device = %self.name(), %command, "CLI output parsed again");
+        }
+    }
+}
+
+/// Columns that change on every run while nothing changed (uptimes, free memory), left
+/// out of snapshots as [`VOLATILE`] lines are out of raw outputs; so is any column
+/// starting with `UPTIME_` (ntc-templates split uptimes into years, weeks, ...).
+pub const VOLATILE_COLUMNS: &[&str] = &[
+    "UPTIME",
+    "FREE_MEMORY",
+    "USED_MEMORY",
+    "FREE_MEM",
+    "USED_MEM",
+];
+
+fn volatile_column(column: &str) -> bool {
+    VOLATILE_COLUMNS.contains(&column) || column.starts_with("UPTIME_")
+}
+
+/// Parsed rows as snapshot rows: without volatile columns, interface names expanded,
+/// sorted (the same table always gives the same snapshot), `List` values as arrays.
+fn snapshot_rows(platform: Platform, rows: Vec<Row>) -> Vec<SnapshotRow> {
+    let rows = rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .filter(|(c, _)| !volatile_column(c))
+                .collect()
+        })
+        .collect();
+    sshcli::parse::Snapshot::new(platform, "", rows)
+        .rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|(column, field)| {
+                    let value = match field {
+                        Field::Text(text) => serde_json::Value::String(text),
+                        Field::List(items) => serde_json::Value::Array(
+                            items.into_iter().map(serde_json::Value::String).collect(),
+                        ),
+                    };
+                    (column, value)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// An open session and its permit.
@@ -580,6 +744,261 @@ mod tests {
         // A description that mentions uptime is not volatile.
         let config = "interface Ethernet1\n   description uptime-probe\n";
         assert_eq!(stable(config), config);
+    }
+
+    #[test]
+    fn snapshot_rows_leave_out_volatile_columns_and_sort() {
+        let row = |uptime: &str, port: &str, neighbour: &str| -> Row {
+            [
+                ("UPTIME", Field::Text(uptime.into())),
+                ("UPTIME_WEEKS", Field::Text(uptime.into())),
+                ("LOCAL_INTERFACE", Field::Text(port.into())),
+                ("NEIGHBOR_NAME", Field::Text(neighbour.into())),
+                ("CAPABILITIES", Field::List(vec!["B".into(), "R".into()])),
+            ]
+            .into_iter()
+            .map(|(c, f)| (c.to_owned(), f))
+            .collect()
+        };
+        let first = snapshot_rows(
+            Platform::CiscoIos,
+            vec![
+                row("1 day", "Gi0/2", "spine2"),
+                row("1 day", "Gi0/1", "spine1"),
+            ],
+        );
+        let later = snapshot_rows(
+            Platform::CiscoIos,
+            vec![
+                row("2 days", "Gi0/1", "spine1"),
+                row("3 days", "Gi0/2", "spine2"),
+            ],
+        );
+        assert_eq!(first, later, "uptimes and row order are no change");
+        assert_eq!(
+            serde_json::Value::Array(first.into_iter().map(serde_json::Value::Object).collect()),
+            serde_json::json!([
+                {"CAPABILITIES": ["B", "R"], "LOCAL_INTERFACE": "GigabitEthernet0/1", "NEIGHBOR_NAME": "spine1"},
+                {"CAPABILITIES": ["B", "R"], "LOCAL_INTERFACE": "GigabitEthernet0/2", "NEIGHBOR_NAME": "spine2"},
+            ])
+        );
+    }
+
+    /// A TCP proxy in front of a device that can turn into a black hole: it then accepts
+    /// connections and never answers (a device whose SSH server hangs).
+    struct Proxy {
+        addr: std::net::SocketAddr,
+        black_hole: Arc<std::sync::atomic::AtomicBool>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Proxy {
+        async fn start(target: std::net::SocketAddr) -> Self {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let black_hole = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let hole = black_hole.clone();
+            let task = tokio::spawn(async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        return;
+                    };
+                    if hole.load(std::sync::atomic::Ordering::SeqCst) {
+                        tokio::spawn(async move {
+                            let _held = inbound;
+                            std::future::pending::<()>().await;
+                        });
+                        continue;
+                    }
+                    tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
+            });
+            Self {
+                addr,
+                black_hole,
+                task,
+            }
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    /// The states published for the device so far, oldest first (the state writer runs a
+    /// few writes at once, so they are sorted by their time).
+    async fn states(
+        events: &mut bus::Subscription,
+        seen: &mut Vec<model::DeviceEvent>,
+    ) -> Vec<DeviceState> {
+        use futures::StreamExt as _;
+        while let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(300), events.next()).await
+        {
+            if let bus::BusMessage::State(event) = message {
+                seen.push(event);
+            }
+        }
+        seen.sort_by_key(|e| e.ts);
+        seen.iter().map(|e| e.state).collect()
+    }
+
+    #[tokio::test]
+    async fn a_planned_reset_is_no_state_change_but_a_slow_or_failed_reconnect_is() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let fleet = simulator::Fleet::start(simulator::FleetConfig {
+            devices: 1,
+            base_address: "127.41.9.1".parse().unwrap(),
+            port: 0,
+            interfaces: 1,
+            seed: 3,
+            ssh: Some(simulator::SshConfig {
+                port: 0,
+                config_change_every: None,
+                ..simulator::SshConfig::default()
+            }),
+            ..simulator::FleetConfig::default()
+        })
+        .await
+        .unwrap();
+        let proxy = Proxy::start(fleet.devices()[0].ssh_addr.unwrap()).await;
+        let secrets = tempfile::tempdir().unwrap();
+        let sim = secrets.path().join("sim");
+        std::fs::create_dir_all(&sim).unwrap();
+        std::fs::write(sim.join("username"), simulator::DEFAULT_SSH_USERNAME).unwrap();
+        std::fs::write(sim.join("password"), simulator::DEFAULT_SSH_PASSWORD).unwrap();
+        let config = CollectorConfig {
+            secrets_dir: Some(secrets.path().to_owned()),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(200),
+            ..CollectorConfig::default()
+        };
+        let name = DeviceKey::new("reset1").unwrap();
+        let mut spec = crds::DeviceSpec::new(proxy.addr.ip().to_string());
+        spec.gnmi.enabled = false;
+        spec.credentials = Some(crds::SecretRef {
+            name: "sim".into(),
+            username_key: None,
+            password_key: None,
+        });
+        spec.ssh = Some(SshSpec {
+            port: proxy.addr.port(),
+            host_key: Some(fleet.ssh_host_key().unwrap().to_owned()),
+            known_hosts_secret: None,
+            trust_on_first_use: false,
+            commands: vec![crds::SshCommand {
+                command: "show version".into(),
+                interval: "200ms".into(),
+            }],
+            platform: Some(CliPlatform::AristaEos),
+            mode: SshMode::Shell,
+            prompt: None,
+            legacy_algorithms: false,
+            aaa_group: None,
+            private_key_secret: None,
+        });
+        let device = DeviceEntry {
+            name: name.clone(),
+            spec,
+        };
+        let store = store::open("sqlite::memory:", true).await.unwrap();
+        let bus: Arc<dyn bus::Bus> = Arc::new(bus::MemoryBus::new());
+        let mut events = bus.subscribe(bus::Topic::Device(name.clone()));
+        let metrics = Arc::new(CollectorMetrics::default());
+        let (reporter, _writer) = Reporter::new(
+            store.clone(),
+            bus.clone(),
+            metrics.clone(),
+            crate::HealthBook::default(),
+            crate::membership::OwnershipTable::default(),
+            None,
+        );
+        let shared = Shared {
+            templates: Arc::new(TemplateSet::embedded().unwrap()),
+            limiter: Arc::new(Limiter::new(sshcli::session::limit::Limits::default())),
+            store,
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let shutdown = CancellationToken::new();
+        let timing = Timing {
+            reset: Duration::from_millis(600),
+            reset_grace: Duration::from_millis(1500),
+        };
+        let task = tokio::spawn(run_with(
+            device,
+            tx,
+            reporter,
+            shared,
+            config,
+            shutdown.clone(),
+            timing,
+        ));
+
+        // Sessions come and go every 600 ms: the device is connecting once, then synced.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while metrics.cli_connects.get() < 4 {
+            assert!(
+                Instant::now() < deadline,
+                "the session was not reset 3 times"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut seen = Vec::new();
+        assert_eq!(
+            states(&mut events, &mut seen).await,
+            [DeviceState::Connecting, DeviceState::Synced],
+            "{} connects",
+            metrics.cli_connects.get()
+        );
+
+        // The device stops answering: the next reset's session does not come up within
+        // the grace (connecting), then its connect times out (unreachable).
+        proxy.black_hole.store(true, SeqCst);
+        let black_hole_at = now_ns();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let after_reset = loop {
+            let states = states(&mut events, &mut seen).await;
+            if states.contains(&DeviceState::Unreachable) {
+                break states;
+            }
+            assert!(Instant::now() < deadline, "never unreachable: {states:?}");
+        };
+        assert_eq!(
+            after_reset.get(..4),
+            Some(
+                &[
+                    DeviceState::Connecting,
+                    DeviceState::Synced,
+                    DeviceState::Connecting,
+                    DeviceState::Unreachable
+                ][..]
+            ),
+            "{after_reset:?}"
+        );
+        // Reported connecting only once the grace had passed since the reset's connect.
+        assert!(
+            seen[2].ts >= black_hole_at + timing.reset_grace.as_nanos() as i64,
+            "connecting {} ms after the black hole",
+            (seen[2].ts - black_hole_at) / 1_000_000
+        );
+
+        // It answers again: synced once more.
+        proxy.black_hole.store(false, SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while states(&mut events, &mut seen).await.last() != Some(&DeviceState::Synced) {
+            assert!(Instant::now() < deadline, "never synced again");
+        }
+        shutdown.cancel();
+        task.await.unwrap();
+        fleet.shutdown().await;
     }
 
     #[test]

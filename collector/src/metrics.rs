@@ -88,8 +88,11 @@ pub struct CollectorMetrics {
     pub cli_overruns: Counter,
     /// CLI outputs that differed from the previous one (a change with a diff was recorded).
     pub cli_changes: Counter,
-    /// CLI outputs a template could not parse.
+    /// CLI outputs a template could not parse (the raw output is still kept).
     pub cli_parse_errors: Counter,
+    /// Parsed CLI tables that differed from the command's previous snapshot (a new
+    /// snapshot was stored).
+    pub cli_snapshot_changes: Counter,
     /// Open SSH sessions.
     pub cli_sessions: Gauge,
     /// SSH connect attempts.
@@ -137,6 +140,7 @@ impl Default for CollectorMetrics {
             cli_overruns: Counter::default(),
             cli_changes: Counter::default(),
             cli_parse_errors: Counter::default(),
+            cli_snapshot_changes: Counter::default(),
             cli_sessions: Gauge::default(),
             cli_connects: Counter::default(),
             cli_reconnects: Counter::default(),
@@ -279,8 +283,13 @@ impl CollectorMetrics {
         );
         r.register(
             "cli_parse_errors",
-            "CLI outputs a TextFSM template could not parse",
+            "CLI outputs a TextFSM template could not parse (kept raw)",
             m.cli_parse_errors.clone(),
+        );
+        r.register(
+            "cli_snapshot_changes",
+            "Parsed CLI tables that differed from the previous snapshot of their command",
+            m.cli_snapshot_changes.clone(),
         );
         r.register("cli_sessions", "Open SSH sessions", m.cli_sessions.clone());
         r.register(

@@ -1,12 +1,13 @@
 //! SSH/CLI collection against the netpulse simulator's SSH side (russh server with
 //! EOS-like and IOS-like output): an SSH-only device gets the same OpenConfig series as
-//! gNMI, its raw outputs are kept, and a host key learned on first use is recorded and
-//! enforced.
+//! gNMI, its raw outputs are kept, its other parsed tables are stored as snapshots, and a
+//! host key learned on first use is recorded and enforced.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use collector::CollectorConfig;
@@ -240,4 +241,224 @@ async fn a_host_key_learned_on_first_use_is_recorded_and_a_changed_one_refused()
         .unwrap();
     assert_eq!(record.output.trim(), learned_key.trim());
     running.stop().await;
+}
+
+/// A template directory whose only template refuses every `show running-config`.
+fn refusing_templates() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("index"),
+        "Template, Hostname, Platform, Command\n\n\
+         refuse_running_config.textfsm, .*, .*, sh[[ow]] ru[[nning-config]]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("refuse_running_config.textfsm"),
+        "Value LINE (.*)\n\nStart\n  ^.* -> Error \"not a table\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// (local interface, neighbour, neighbour's port) of every LLDP neighbour of `device` as
+/// its gNMI series say.
+async fn gnmi_neighbours(store: &dyn store::Store, device: &str) -> BTreeSet<Neighbour> {
+    let key = DeviceKey::new(device).unwrap();
+    let series = store.series(&key).await.unwrap();
+    let text = |path: &str| {
+        series.iter().find_map(|s| match &s.last_value {
+            model::Value::String(v) if s.path.to_string() == path => Some(v.clone()),
+            _ => None,
+        })
+    };
+    series
+        .iter()
+        .filter_map(|s| {
+            let path = s.path.to_string();
+            let prefix = path.strip_suffix("/state/system-name")?;
+            let local = path
+                .strip_prefix("/lldp/interfaces/interface[name=")?
+                .split(']')
+                .next()?
+                .to_owned();
+            let name = text(&path)?;
+            let port = text(&format!("{prefix}/state/port-id"))?;
+            Some((local, name, port))
+        })
+        .collect()
+}
+
+type Neighbour = (String, String, String);
+
+/// The same neighbours in a stored LLDP snapshot.
+fn snapshot_neighbours(snapshot: &store::CliSnapshot) -> BTreeSet<Neighbour> {
+    let column = |row: &store::SnapshotRow, c: &str| {
+        row.get(c)
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("{c} in {row:?}"))
+            .to_owned()
+    };
+    snapshot
+        .rows
+        .iter()
+        .map(|row| {
+            (
+                column(row, "LOCAL_INTERFACE"),
+                column(row, "NEIGHBOR_NAME"),
+                column(row, "NEIGHBOR_INTERFACE"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn parsed_tables_are_stored_as_snapshots_and_unparsable_outputs_kept_raw() {
+    // Two EOS spines and two IOS leaves, each leaf linked to both spines.
+    let fleet = Fleet::start(FleetConfig {
+        devices: 4,
+        base_address: "127.41.2.1".parse().unwrap(),
+        port: 0,
+        interfaces: 2,
+        spines: 2,
+        seed: 7,
+        ssh: Some(SshConfig {
+            port: 0,
+            config_change_every: None,
+            ..SshConfig::default()
+        }),
+        ..FleetConfig::default()
+    })
+    .await
+    .unwrap();
+    let (_secrets, dir) = secrets_dir();
+    let host_key = fleet.ssh_host_key().unwrap().to_owned();
+    // SSH only: LLDP, version and running config (which a template refuses).
+    let mut entries = devices(&fleet, Some(host_key));
+    for entry in &mut entries {
+        let ssh = entry.spec.ssh.as_mut().unwrap();
+        ssh.commands = ["show lldp neighbors", "show version", "show running-config"]
+            .into_iter()
+            .map(|c| SshCommand {
+                command: c.into(),
+                interval: "300ms".into(),
+            })
+            .collect();
+    }
+    // The same devices over gNMI under other names: what the simulator reports of LLDP.
+    let twins: Vec<DeviceEntry> = fleet
+        .devices()
+        .iter()
+        .map(|d| {
+            let mut spec = DeviceSpec::new(d.addr.ip().to_string());
+            spec.gnmi.port = d.addr.port();
+            spec.gnmi.insecure = true;
+            spec.gnmi.subscriptions = vec![crds::Subscription::sample("/lldp", "300ms")];
+            DeviceEntry {
+                name: DeviceKey::new(format!("{}-gnmi", d.name)).unwrap(),
+                spec,
+            }
+        })
+        .collect();
+    let templates = refusing_templates();
+    let config = CollectorConfig {
+        cli_templates_dir: Some(templates.path().to_owned()),
+        ..ssh_config(&dir)
+    };
+    let names: Vec<String> = entries.iter().map(|d| d.name.to_string()).collect();
+    let running = collect(entries.into_iter().chain(twins).collect(), config).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for name in &names {
+        let key = DeviceKey::new(name).unwrap();
+        loop {
+            let store = &*running.store;
+            let lldp = store
+                .cli_snapshot(&key, "show lldp neighbors")
+                .await
+                .unwrap();
+            let version = store.cli_snapshot(&key, "show version").await.unwrap();
+            let config = store.cli_output(&key, "show running-config").await.unwrap();
+            let gnmi = gnmi_neighbours(store, &format!("{name}-gnmi")).await;
+            // Seen a few times, so that unchanged tables had the chance to make rows.
+            let seen_again = |s: &Option<store::CliSnapshot>| {
+                s.as_ref()
+                    .is_some_and(|s| s.last_seen - s.ts >= 1_000_000_000)
+            };
+            if seen_again(&lldp) && seen_again(&version) && config.is_some() && gnmi.len() == 2 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: lldp {lldp:?}, version {version:?}, gNMI neighbours {gnmi:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (store, metrics, _db) = running.stop().await;
+    for (name, device) in names.iter().zip(fleet.devices()) {
+        let key = DeviceKey::new(name).unwrap();
+        let platform = device.platform.unwrap().as_str();
+        // The LLDP snapshot's neighbours are the ones the device reports over gNMI.
+        let lldp = store
+            .cli_snapshot(&key, "show lldp neighbors")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            lldp.template,
+            format!("{platform}_show_lldp_neighbors.textfsm")
+        );
+        assert!(!lldp.truncated);
+        let neighbours = snapshot_neighbours(&lldp);
+        assert_eq!(neighbours.len(), 2, "{name}: {neighbours:?}");
+        assert_eq!(
+            neighbours,
+            gnmi_neighbours(&*store, &format!("{name}-gnmi")).await,
+            "{name}"
+        );
+        // The version snapshot: one row, without the uptime that changes every poll.
+        let version = store
+            .cli_snapshot(&key, "show version")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(version.template, format!("{platform}_show_version.textfsm"));
+        assert_eq!(version.rows.len(), 1, "{version:?}");
+        let row = &version.rows[0];
+        assert!(!row.contains_key("UPTIME"), "{row:?}");
+        let identity = if platform == "cisco_ios" {
+            row["HOSTNAME"].as_str().unwrap().to_owned()
+        } else {
+            row["SERIAL_NUMBER"].as_str().unwrap().to_owned()
+        };
+        assert!(!identity.is_empty(), "{row:?}");
+        if platform == "cisco_ios" {
+            assert_eq!(identity, *name);
+            assert!(row["HARDWARE"].is_array(), "a List value: {row:?}");
+        }
+        // Polled again and again, unchanged: one snapshot each, seen until the end.
+        let history = store
+            .cli_snapshots(&key, None, i64::MIN, 100)
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 2, "{name}: {history:?}");
+        // The refused running config is kept raw, without a snapshot.
+        let config = store
+            .cli_output(&key, "show running-config")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(config.output.contains("hostname"), "{}", config.output);
+        assert!(
+            store
+                .cli_snapshot(&key, "show running-config")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    let refused = metrics.cli_parse_errors.get();
+    assert!(refused >= names.len() as u64, "{refused} parse errors");
+    assert_eq!(metrics.cli_snapshot_changes.get(), 0, "nothing changed");
+    fleet.shutdown().await;
 }

@@ -12,6 +12,14 @@
 //! [`MAX_EDIT_LINES`] changed lines the middle part is shown as removed whole and added
 //! whole instead: still a correct diff, deterministic, only longer (and `added`/`removed`
 //! then count those whole parts).
+//!
+//! Beside the raw output, a command whose output a TextFSM template parsed is kept as a
+//! [`CliSnapshot`]: the parsed rows as JSON objects. The store keeps a history of them in
+//! which consecutive snapshots differ: one equal to the latest (same template, rows and
+//! `truncated`, compared as canonical JSON: keys sorted, NUL as U+FFFD) only moves the
+//! latest's [`CliSnapshot::last_seen`]. Snapshots are bounded ([`MAX_SNAPSHOT_ROWS`],
+//! [`MAX_SNAPSHOT_BYTES`]; [`bound_rows`] cuts rows to fit) and expire as changes do,
+//! except the latest of each command.
 
 use model::{DeviceKey, TimestampNs};
 
@@ -39,6 +47,57 @@ pub const MAX_EDIT_LINES: usize = 1000;
 
 /// Most changes one [`crate::Store::cli_changes`] call returns.
 pub const MAX_CHANGES_LIMIT: usize = 1000;
+
+/// Most rows one [`CliSnapshot`] holds.
+pub const MAX_SNAPSHOT_ROWS: usize = 10_000;
+
+/// Largest [`CliSnapshot`] stored, in bytes of its canonical JSON rows (1 MiB).
+pub const MAX_SNAPSHOT_BYTES: usize = 1 << 20;
+
+/// Most snapshots one [`crate::Store::cli_snapshots`] call returns (each may be up to
+/// [`MAX_SNAPSHOT_BYTES`]).
+pub const MAX_SNAPSHOTS_LIMIT: usize = 100;
+
+/// One parsed row: column name to value (TextFSM `List` values as arrays of strings,
+/// other values as strings).
+pub type SnapshotRow = serde_json::Map<String, serde_json::Value>;
+
+/// The table a template parsed from one output of a command: a structured snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliSnapshot {
+    /// The device it ran on.
+    pub device: DeviceKey,
+    /// The command, as for [`CliOutput::command`].
+    pub command: String,
+    /// The template that parsed it (its file name, `arista_eos_show_version.textfsm`):
+    /// non-empty, one line, at most [`MAX_COMMAND_BYTES`].
+    pub template: String,
+    /// When this snapshot was first seen, ns since the epoch (stored as samples' times
+    /// are: microseconds on PostgreSQL). When recording: when the output was taken.
+    pub ts: TimestampNs,
+    /// When an equal snapshot was last seen. Ignored when recording (it is `ts`).
+    pub last_seen: TimestampNs,
+    /// The rows, in the caller's order (the collector sorts them): at most
+    /// [`MAX_SNAPSHOT_ROWS`], at most [`MAX_SNAPSHOT_BYTES`] as canonical JSON. NUL in
+    /// any key or string is stored as U+FFFD.
+    pub rows: Vec<SnapshotRow>,
+    /// The caller cut the rows at its bound ([`bound_rows`]).
+    pub truncated: bool,
+}
+
+/// What [`crate::Store::record_cli_snapshot`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotOutcome {
+    /// The first snapshot of the command: stored.
+    First,
+    /// It differs from the latest: stored as the new latest, the previous one stays in
+    /// the history.
+    Changed,
+    /// Equal to the latest: only the latest's `last_seen` moved.
+    Unchanged,
+    /// Older than the latest's `last_seen` (late delivery): nothing stored.
+    Late,
+}
 
 /// The raw output of one run of a command on a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,17 +178,47 @@ pub enum CliError {
     /// The limit is above [`MAX_CHANGES_LIMIT`].
     #[error("limit {0} is too large; at most {MAX_CHANGES_LIMIT}")]
     LimitTooLarge(usize),
+    /// A snapshot holds more than [`MAX_SNAPSHOT_ROWS`] rows or more than
+    /// [`MAX_SNAPSHOT_BYTES`] of JSON: the caller must bound it ([`bound_rows`]).
+    #[error(
+        "snapshot of {command:?} has {rows} rows in {bytes} bytes of JSON; at most \
+         {MAX_SNAPSHOT_ROWS} rows and {MAX_SNAPSHOT_BYTES} bytes are stored (cut it with \
+         `bound_rows` and set `truncated`)"
+    )]
+    SnapshotTooLarge {
+        /// The command.
+        command: String,
+        /// Its rows.
+        rows: usize,
+        /// Its canonical JSON's size in bytes.
+        bytes: usize,
+    },
+    /// The template name is empty, longer than [`MAX_COMMAND_BYTES`] or holds a control
+    /// character.
+    #[error(
+        "template {0:?} is not storable: non-empty, one line, at most {MAX_COMMAND_BYTES} bytes"
+    )]
+    Template(String),
+    /// A snapshot query's limit is above [`MAX_SNAPSHOTS_LIMIT`].
+    #[error("limit {0} is too large for snapshots; at most {MAX_SNAPSHOTS_LIMIT}")]
+    SnapshotLimitTooLarge(usize),
+}
+
+/// Whether `name` is a storable command or template name: non-empty, one line, bounded.
+fn storable_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_COMMAND_BYTES && !name.chars().any(char::is_control)
+}
+
+/// The first characters of `name`, for an error message.
+fn shown(name: &str) -> String {
+    name.chars().take(80).collect()
 }
 
 /// Whether `output` may be stored, or why not.
 pub fn check_output(output: &CliOutput) -> Result<(), CliError> {
     let command = &output.command;
-    if command.is_empty()
-        || command.len() > MAX_COMMAND_BYTES
-        || command.chars().any(char::is_control)
-    {
-        let shown: String = command.chars().take(80).collect();
-        return Err(CliError::Command(shown));
+    if !storable_name(command) {
+        return Err(CliError::Command(shown(command)));
     }
     if output.output.len() > MAX_OUTPUT_BYTES {
         return Err(CliError::OutputTooLarge {
@@ -146,6 +235,104 @@ pub fn check_limit(limit: usize) -> Result<(), CliError> {
         0 => Err(CliError::NoLimit),
         n if n > MAX_CHANGES_LIMIT => Err(CliError::LimitTooLarge(n)),
         _ => Ok(()),
+    }
+}
+
+/// Whether `limit` is a valid [`crate::Store::cli_snapshots`] limit, or why not.
+pub fn check_snapshot_limit(limit: usize) -> Result<(), CliError> {
+    match limit {
+        0 => Err(CliError::NoLimit),
+        n if n > MAX_SNAPSHOTS_LIMIT => Err(CliError::SnapshotLimitTooLarge(n)),
+        _ => Ok(()),
+    }
+}
+
+/// The rows of `snapshot` as stored: canonical JSON (an array of objects, keys sorted,
+/// no insignificant whitespace, NUL as U+FFFD), or why the snapshot may not be stored.
+/// Equal snapshots give equal text, which is how the store compares them.
+pub fn check_snapshot(snapshot: &CliSnapshot) -> Result<String, CliError> {
+    if !storable_name(&snapshot.command) {
+        return Err(CliError::Command(shown(&snapshot.command)));
+    }
+    if !storable_name(&snapshot.template) {
+        return Err(CliError::Template(shown(&snapshot.template)));
+    }
+    let json = canonical_rows(&snapshot.rows);
+    if snapshot.rows.len() > MAX_SNAPSHOT_ROWS || json.len() > MAX_SNAPSHOT_BYTES {
+        return Err(CliError::SnapshotTooLarge {
+            command: snapshot.command.clone(),
+            rows: snapshot.rows.len(),
+            bytes: json.len(),
+        });
+    }
+    Ok(json)
+}
+
+/// `rows` cut to what a snapshot may hold (the first [`MAX_SNAPSHOT_ROWS`] whose
+/// canonical JSON fits in [`MAX_SNAPSHOT_BYTES`]), and whether any were cut.
+pub fn bound_rows(mut rows: Vec<SnapshotRow>) -> (Vec<SnapshotRow>, bool) {
+    // `[` and `]`, then each row and a comma between rows.
+    let mut bytes = 2;
+    let mut keep = 0;
+    for row in rows.iter().take(MAX_SNAPSHOT_ROWS) {
+        let size = canonical(&serde_json::Value::Object(row.clone()))
+            .to_string()
+            .len()
+            + usize::from(keep > 0);
+        if bytes + size > MAX_SNAPSHOT_BYTES {
+            break;
+        }
+        bytes += size;
+        keep += 1;
+    }
+    let cut = keep < rows.len();
+    rows.truncate(keep);
+    (rows, cut)
+}
+
+/// Rows as canonical JSON text.
+fn canonical_rows(rows: &[SnapshotRow]) -> String {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| canonical(&serde_json::Value::Object(row.clone())))
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// `value` with object keys in byte order (whatever map the build of `serde_json` uses)
+/// and NUL in keys and strings as U+FFFD (PostgreSQL's `jsonb` refuses NUL).
+fn canonical(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    let text = |s: &str| s.replace('\0', "\u{FFFD}");
+    match value {
+        J::String(s) => J::String(text(s)),
+        J::Array(items) => J::Array(items.iter().map(canonical).collect()),
+        J::Object(map) => {
+            let sorted: std::collections::BTreeMap<String, J> =
+                map.iter().map(|(k, v)| (text(k), canonical(v))).collect();
+            J::Object(sorted.into_iter().collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// Stored snapshot rows back to [`CliSnapshot::rows`].
+pub(crate) fn stored_rows(json: &str) -> crate::Result<Vec<SnapshotRow>> {
+    serde_json::from_str(json)
+        .map_err(|e| crate::Error::Corrupt(format!("stored CLI snapshot rows: {e}")))
+}
+
+/// What recording a snapshot does, given the latest stored one of its command: its
+/// `last_seen` and whether it equals the new one.
+pub(crate) fn plan_snapshot(
+    latest: Option<(TimestampNs, bool)>,
+    ts: TimestampNs,
+) -> SnapshotOutcome {
+    match latest {
+        None => SnapshotOutcome::First,
+        Some((last_seen, _)) if ts < last_seen => SnapshotOutcome::Late,
+        Some((_, true)) => SnapshotOutcome::Unchanged,
+        Some((_, false)) => SnapshotOutcome::Changed,
     }
 }
 
@@ -650,6 +837,74 @@ mod tests {
             "{}",
             change.diff
         );
+    }
+
+    fn snapshot(rows: Vec<SnapshotRow>) -> CliSnapshot {
+        CliSnapshot {
+            device: DeviceKey::new("leaf1").expect("key"),
+            command: "show version".into(),
+            template: "arista_eos_show_version.textfsm".into(),
+            ts: 1,
+            last_seen: 1,
+            rows,
+            truncated: false,
+        }
+    }
+
+    fn row(value: serde_json::Value) -> SnapshotRow {
+        match value {
+            serde_json::Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn snapshots_compare_as_canonical_json() {
+        let json = check_snapshot(&snapshot(vec![
+            row(serde_json::json!({"B": "x\u{0}", "A": ["1", "2"]})),
+            row(serde_json::json!({})),
+        ]))
+        .expect("storable");
+        assert_eq!(json, "[{\"A\":[\"1\",\"2\"],\"B\":\"x\u{FFFD}\"},{}]");
+        assert_eq!(stored_rows(&json).expect("rows").len(), 2);
+        assert_eq!(check_snapshot(&snapshot(Vec::new())), Ok("[]".to_owned()));
+        assert!(matches!(stored_rows("{}"), Err(crate::Error::Corrupt(_))));
+    }
+
+    #[test]
+    fn bound_rows_keeps_what_fits() {
+        let small = vec![row(serde_json::json!({"A": "1"})); 3];
+        assert_eq!(bound_rows(small.clone()), (small, false));
+        let many = vec![row(serde_json::json!({})); MAX_SNAPSHOT_ROWS + 5];
+        let (kept, cut) = bound_rows(many);
+        assert_eq!((kept.len(), cut), (MAX_SNAPSHOT_ROWS, true));
+        // Rows of 1,000 bytes of JSON: exactly as many as fit, commas and brackets counted.
+        let wide = row(serde_json::json!({"A": "x".repeat(1000 - 8)}));
+        assert_eq!(
+            serde_json::Value::Object(wide.clone()).to_string().len(),
+            1000
+        );
+        let (kept, cut) = bound_rows(vec![wide; 2000]);
+        assert!(cut);
+        let json = check_snapshot(&snapshot(kept.clone())).expect("fits");
+        assert!(json.len() <= MAX_SNAPSHOT_BYTES);
+        assert!(
+            json.len() + 1001 > MAX_SNAPSHOT_BYTES,
+            "one more row would not fit"
+        );
+        assert_eq!(kept.len(), (MAX_SNAPSHOT_BYTES - 2 + 1) / 1001);
+    }
+
+    #[test]
+    fn snapshot_plans_follow_the_latest() {
+        assert_eq!(plan_snapshot(None, 5), SnapshotOutcome::First);
+        assert_eq!(plan_snapshot(Some((5, true)), 4), SnapshotOutcome::Late);
+        assert_eq!(plan_snapshot(Some((5, false)), 4), SnapshotOutcome::Late);
+        assert_eq!(
+            plan_snapshot(Some((5, true)), 5),
+            SnapshotOutcome::Unchanged
+        );
+        assert_eq!(plan_snapshot(Some((5, false)), 5), SnapshotOutcome::Changed);
     }
 
     #[test]

@@ -56,6 +56,13 @@ macro_rules! for_each_case {
             cli_nul_in_output_is_replaced,
             cli_concurrent_outputs_of_one_command,
             cli_untracked_output_is_kept_without_changes,
+            cli_first_snapshot_is_the_latest,
+            cli_equal_snapshot_moves_last_seen_only,
+            cli_changed_snapshots_make_a_history,
+            cli_late_snapshot_is_ignored,
+            cli_oversize_snapshot_and_bad_queries_are_refused,
+            cli_snapshot_retention_keeps_the_latest,
+            cli_concurrent_equal_snapshots_make_one_row,
         }
     };
 }
@@ -1953,4 +1960,440 @@ pub(crate) async fn cli_untracked_output_is_kept_without_changes(store: Arc<dyn 
             .is_empty(),
         "no change recorded"
     );
+}
+
+const LLDP: &str = "show lldp neighbors";
+const LLDP_TEMPLATE: &str = "arista_eos_show_lldp_neighbors.textfsm";
+
+/// An LLDP table row: local port, neighbour name, its port.
+fn neighbour(local: &str, name: &str, port: &str) -> crate::SnapshotRow {
+    let mut row = crate::SnapshotRow::new();
+    for (column, value) in [
+        ("LOCAL_INTERFACE", local),
+        ("NEIGHBOR_NAME", name),
+        ("NEIGHBOR_INTERFACE", port),
+    ] {
+        row.insert(
+            column.to_owned(),
+            serde_json::Value::String(value.to_owned()),
+        );
+    }
+    row
+}
+
+/// A snapshot of `LLDP` on `device` at `ts` with `spines` neighbours, one per port.
+fn lldp(device: &str, ts: TimestampNs, spines: usize) -> crate::CliSnapshot {
+    crate::CliSnapshot {
+        device: key(device),
+        command: LLDP.to_owned(),
+        template: LLDP_TEMPLATE.to_owned(),
+        ts,
+        last_seen: ts,
+        rows: (1..=spines)
+            .map(|i| neighbour(&format!("Ethernet{i}"), &format!("spine{i}"), "Ethernet7"))
+            .collect(),
+        truncated: false,
+    }
+}
+
+pub(crate) async fn cli_first_snapshot_is_the_latest(store: Arc<dyn Store>) {
+    use crate::SnapshotOutcome;
+    assert_eq!(
+        store
+            .cli_snapshot(&key("leaf1"), LLDP)
+            .await
+            .expect("latest"),
+        None
+    );
+    // Lists (TextFSM List values) and NUL in keys and strings.
+    let mut first = lldp("leaf1", T0, 2);
+    first.rows[0].insert(
+        "CAPABILITIES".to_owned(),
+        serde_json::json!(["B", "R\u{0}"]),
+    );
+    first.rows[1].insert("X\u{0}".to_owned(), serde_json::json!("a\u{0}b"));
+    assert_eq!(
+        store.record_cli_snapshot(&first).await.expect("record"),
+        SnapshotOutcome::First
+    );
+    let latest = store
+        .cli_snapshot(&key("leaf1"), LLDP)
+        .await
+        .expect("latest")
+        .expect("stored");
+    let mut expected = first.clone();
+    expected.rows[0].insert(
+        "CAPABILITIES".to_owned(),
+        serde_json::json!(["B", "R\u{FFFD}"]),
+    );
+    expected.rows[1].remove("X\u{0}");
+    expected.rows[1].insert("X\u{FFFD}".to_owned(), serde_json::json!("a\u{FFFD}b"));
+    assert_eq!(latest, expected);
+    // The same again, NUL and all, is no change.
+    let again = crate::CliSnapshot {
+        ts: T0 + US,
+        last_seen: T0 + US,
+        ..first.clone()
+    };
+    assert_eq!(
+        store.record_cli_snapshot(&again).await.expect("again"),
+        SnapshotOutcome::Unchanged
+    );
+    assert_eq!(
+        store
+            .cli_snapshot(&key("leaf1"), "show version")
+            .await
+            .expect("other command"),
+        None
+    );
+    assert!(store.device(&key("leaf1")).await.expect("device").is_some());
+    let history = store
+        .cli_snapshots(&key("leaf1"), None, i64::MIN, 10)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1);
+}
+
+pub(crate) async fn cli_equal_snapshot_moves_last_seen_only(store: Arc<dyn Store>) {
+    use crate::SnapshotOutcome;
+    store
+        .record_cli_snapshot(&lldp("leaf1", T0, 3))
+        .await
+        .expect("first");
+    // The same rows built in another key order are equal.
+    let mut reordered = lldp("leaf1", T0 + 60 * US, 3);
+    reordered.rows = reordered
+        .rows
+        .into_iter()
+        .map(|row| row.into_iter().rev().collect())
+        .collect();
+    assert_eq!(
+        store.record_cli_snapshot(&reordered).await.expect("again"),
+        SnapshotOutcome::Unchanged
+    );
+    let latest = store
+        .cli_snapshot(&key("leaf1"), LLDP)
+        .await
+        .expect("latest")
+        .expect("stored");
+    assert_eq!((latest.ts, latest.last_seen), (T0, T0 + 60 * US));
+    assert_eq!(latest.rows, lldp("leaf1", T0, 3).rows);
+    // Another template, or a cut table, with the same rows is a change.
+    let other_template = crate::CliSnapshot {
+        template: "ntc_show_lldp_neighbors.textfsm".to_owned(),
+        ..lldp("leaf1", T0 + 61 * US, 3)
+    };
+    assert_eq!(
+        store
+            .record_cli_snapshot(&other_template)
+            .await
+            .expect("template"),
+        SnapshotOutcome::Changed
+    );
+    let cut = crate::CliSnapshot {
+        truncated: true,
+        ..other_template.clone()
+    };
+    let cut = crate::CliSnapshot {
+        ts: T0 + 62 * US,
+        ..cut
+    };
+    assert_eq!(
+        store.record_cli_snapshot(&cut).await.expect("cut"),
+        SnapshotOutcome::Changed
+    );
+    let history = store
+        .cli_snapshots(&key("leaf1"), Some(LLDP), i64::MIN, 10)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 3, "{history:?}");
+}
+
+pub(crate) async fn cli_changed_snapshots_make_a_history(store: Arc<dyn Store>) {
+    use crate::SnapshotOutcome;
+    // 2 neighbours, unchanged, 1 (a link down), 2 again; and another command between.
+    let t = |n: i64| T0 + n * 10 * US;
+    let outcomes = [
+        (lldp("leaf1", t(0), 2), SnapshotOutcome::First),
+        (lldp("leaf1", t(1), 2), SnapshotOutcome::Unchanged),
+        (lldp("leaf1", t(2), 1), SnapshotOutcome::Changed),
+        (lldp("leaf1", t(4), 2), SnapshotOutcome::Changed),
+    ];
+    for (snapshot, expected) in &outcomes {
+        assert_eq!(
+            store.record_cli_snapshot(snapshot).await.expect("record"),
+            *expected,
+            "at {}",
+            (snapshot.ts - T0) / US
+        );
+    }
+    let version = crate::CliSnapshot {
+        command: "show version".to_owned(),
+        template: "arista_eos_show_version.textfsm".to_owned(),
+        rows: vec![neighbour("-", "-", "-")],
+        ..lldp("leaf1", t(3), 0)
+    };
+    store.record_cli_snapshot(&version).await.expect("version");
+    store
+        .record_cli_snapshot(&lldp("leaf2", t(5), 1))
+        .await
+        .expect("leaf2");
+
+    let history = store
+        .cli_snapshots(&key("leaf1"), Some(LLDP), i64::MIN, 10)
+        .await
+        .expect("history");
+    let seen: Vec<(i64, i64, usize)> = history
+        .iter()
+        .map(|s| ((s.ts - T0) / US, (s.last_seen - T0) / US, s.rows.len()))
+        .collect();
+    assert_eq!(seen, [(40, 40, 2), (20, 20, 1), (0, 10, 2)]);
+    assert!(
+        history
+            .iter()
+            .all(|s| s.device == key("leaf1") && s.command == LLDP)
+    );
+    assert_eq!(
+        store
+            .cli_snapshot(&key("leaf1"), LLDP)
+            .await
+            .expect("latest"),
+        Some(history[0].clone()),
+        "the newest of the history is the latest"
+    );
+    // Every command of the device, newest first.
+    let all = store
+        .cli_snapshots(&key("leaf1"), None, i64::MIN, 10)
+        .await
+        .expect("all");
+    let commands: Vec<(i64, &str)> = all
+        .iter()
+        .map(|s| ((s.ts - T0) / US, s.command.as_str()))
+        .collect();
+    assert_eq!(
+        commands,
+        [(40, LLDP), (30, "show version"), (20, LLDP), (0, LLDP)]
+    );
+    // Limited, and `since` applies to when a snapshot was last seen (inclusive).
+    let newest = store
+        .cli_snapshots(&key("leaf1"), None, i64::MIN, 2)
+        .await
+        .expect("limited");
+    assert_eq!(newest, all[..2].to_vec());
+    let since = store
+        .cli_snapshots(&key("leaf1"), Some(LLDP), t(1), 10)
+        .await
+        .expect("since");
+    assert_eq!(since, history, "the first was last seen at 10");
+    let later = store
+        .cli_snapshots(&key("leaf1"), Some(LLDP), t(1) + US, 10)
+        .await
+        .expect("since");
+    assert_eq!(later, history[..2].to_vec());
+    assert!(
+        store
+            .cli_snapshots(&key("nobody"), None, i64::MIN, 10)
+            .await
+            .expect("unknown device")
+            .is_empty()
+    );
+}
+
+pub(crate) async fn cli_late_snapshot_is_ignored(store: Arc<dyn Store>) {
+    use crate::SnapshotOutcome;
+    store
+        .record_cli_snapshot(&lldp("leaf1", T0, 2))
+        .await
+        .expect("first");
+    store
+        .record_cli_snapshot(&lldp("leaf1", T0 + 20 * US, 2))
+        .await
+        .expect("seen again");
+    // Older than when the latest was last seen, though newer than when it was first.
+    assert_eq!(
+        store
+            .record_cli_snapshot(&lldp("leaf1", T0 + 10 * US, 1))
+            .await
+            .expect("late"),
+        SnapshotOutcome::Late
+    );
+    let history = store
+        .cli_snapshots(&key("leaf1"), Some(LLDP), i64::MIN, 10)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].rows.len(), 2);
+    // One of the same time as last seen is not late.
+    assert_eq!(
+        store
+            .record_cli_snapshot(&lldp("leaf1", T0 + 20 * US, 1))
+            .await
+            .expect("same time"),
+        SnapshotOutcome::Changed
+    );
+}
+
+pub(crate) async fn cli_oversize_snapshot_and_bad_queries_are_refused(store: Arc<dyn Store>) {
+    use crate::cli::{MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_ROWS, MAX_SNAPSHOTS_LIMIT, bound_rows};
+    use crate::{CliError, Error};
+    let mut many = lldp("leaf1", T0, 0);
+    many.rows = (0..=MAX_SNAPSHOT_ROWS)
+        .map(|_| crate::SnapshotRow::new())
+        .collect();
+    match store.record_cli_snapshot(&many).await {
+        Err(Error::Cli(CliError::SnapshotTooLarge { rows, .. })) => {
+            assert_eq!(rows, MAX_SNAPSHOT_ROWS + 1)
+        }
+        other => panic!("too many rows gave {other:?}"),
+    }
+    // Rows of about 1 KiB: a thousand and more do not fit in the byte bound.
+    let wide = neighbour("Ethernet1", &"n".repeat(1000), "Ethernet1");
+    let mut big = lldp("leaf1", T0, 0);
+    big.rows = vec![wide; 1100];
+    match store.record_cli_snapshot(&big).await {
+        Err(Error::Cli(CliError::SnapshotTooLarge { bytes, .. })) => {
+            assert!(bytes > MAX_SNAPSHOT_BYTES, "{bytes}")
+        }
+        other => panic!("too many bytes gave {other:?}"),
+    }
+    // Cut to fit, it is stored, and says so.
+    let (rows, cut) = bound_rows(big.rows.clone());
+    assert!(
+        cut && rows.len() < 1100 && rows.len() > 900,
+        "{}",
+        rows.len()
+    );
+    let fitted = crate::CliSnapshot {
+        rows: rows.clone(),
+        truncated: cut,
+        ..big
+    };
+    store.record_cli_snapshot(&fitted).await.expect("bounded");
+    let latest = store
+        .cli_snapshot(&key("leaf1"), LLDP)
+        .await
+        .expect("latest")
+        .expect("stored");
+    assert_eq!((latest.rows.len(), latest.truncated), (rows.len(), true));
+    for (command, template) in [("", LLDP_TEMPLATE), ("show\nreload", LLDP_TEMPLATE)] {
+        let bad = crate::CliSnapshot {
+            command: command.to_owned(),
+            template: template.to_owned(),
+            ..lldp("leaf1", T0, 1)
+        };
+        match store.record_cli_snapshot(&bad).await {
+            Err(Error::Cli(CliError::Command(_))) => {}
+            other => panic!("command {command:?} gave {other:?}"),
+        }
+    }
+    let no_template = crate::CliSnapshot {
+        template: String::new(),
+        ..lldp("leaf1", T0, 1)
+    };
+    match store.record_cli_snapshot(&no_template).await {
+        Err(Error::Cli(CliError::Template(_))) => {}
+        other => panic!("empty template gave {other:?}"),
+    }
+    for (limit, expected) in [
+        (0, CliError::NoLimit),
+        (
+            MAX_SNAPSHOTS_LIMIT + 1,
+            CliError::SnapshotLimitTooLarge(MAX_SNAPSHOTS_LIMIT + 1),
+        ),
+    ] {
+        match store
+            .cli_snapshots(&key("leaf1"), None, i64::MIN, limit)
+            .await
+        {
+            Err(Error::Cli(e)) => assert_eq!(e, expected),
+            other => panic!("limit {limit} gave {other:?}"),
+        }
+    }
+}
+
+pub(crate) async fn cli_snapshot_retention_keeps_the_latest(store: Arc<dyn Store>) {
+    let day = 86_400 * 1_000_000_000;
+    // Changes on days 0, 1, 2, 5; the day-5 table is seen again on day 6. Another command's
+    // only snapshot, from day 0, is its latest.
+    for (d, spines) in [(0, 1), (1, 2), (2, 3), (5, 4), (6, 4)] {
+        store
+            .record_cli_snapshot(&lldp("leaf1", T0 + d * day, spines))
+            .await
+            .expect("record");
+    }
+    let version = crate::CliSnapshot {
+        command: "show version".to_owned(),
+        ..lldp("leaf1", T0, 1)
+    };
+    store.record_cli_snapshot(&version).await.expect("version");
+    // Ten days after T0, seven days of raw data are kept (cutoff: day 3). The day-2
+    // snapshot was last seen on day 2: deleted; so are days 0 and 1.
+    let report = store
+        .maintain(T0 + 10 * day, &crate::Retention::default())
+        .await
+        .expect("maintain");
+    assert!(report.deleted >= 3, "{report:?}");
+    let left: Vec<(String, i64)> = store
+        .cli_snapshots(&key("leaf1"), None, i64::MIN, 10)
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|s| (s.command, (s.ts - T0) / day))
+        .collect();
+    assert_eq!(
+        left,
+        [(LLDP.to_owned(), 5), ("show version".to_owned(), 0)],
+        "the latest of each command stays"
+    );
+    // Much later, every latest still stays.
+    store
+        .maintain(T0 + 100 * day, &crate::Retention::default())
+        .await
+        .expect("maintain");
+    let latest = store
+        .cli_snapshot(&key("leaf1"), LLDP)
+        .await
+        .expect("latest");
+    assert_eq!(latest.map(|s| s.last_seen), Some(T0 + 6 * day));
+    assert!(
+        store
+            .cli_snapshot(&key("leaf1"), "show version")
+            .await
+            .expect("latest")
+            .is_some()
+    );
+}
+
+pub(crate) async fn cli_concurrent_equal_snapshots_make_one_row(store: Arc<dyn Store>) {
+    use crate::SnapshotOutcome;
+    // Eight writers with the same table at once (two collectors during a handoff, say):
+    // one row, first seen at the earliest recorded, and exactly one of them is the first.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .record_cli_snapshot(&lldp("leaf9", T0 + i * US, 2))
+                    .await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("task").expect("record"));
+    }
+    let firsts = outcomes
+        .iter()
+        .filter(|o| **o == SnapshotOutcome::First)
+        .count();
+    assert_eq!(firsts, 1, "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| *o != SnapshotOutcome::Changed),
+        "{outcomes:?}"
+    );
+    let history = store
+        .cli_snapshots(&key("leaf9"), Some(LLDP), i64::MIN, 10)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1, "{history:?}");
 }

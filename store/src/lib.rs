@@ -16,7 +16,8 @@
 //! - Listings sort by bytes (device names, canonical path strings), as Rust sorts strings.
 //! - CLI output: the latest output of each (device, command) and the changes between
 //!   consecutive outputs as bounded unified diffs (see [`cli`]); changes expire with raw
-//!   samples.
+//!   samples. Parsed outputs as structured snapshots (JSON rows), a new one kept only when
+//!   it differs from the latest; they expire as changes do, except the latest.
 
 pub mod block;
 mod cache;
@@ -32,7 +33,7 @@ mod schema;
 mod sqlite;
 pub mod step;
 
-pub use cli::{CliChange, CliError, CliOutput};
+pub use cli::{CliChange, CliError, CliOutput, CliSnapshot, SnapshotOutcome, SnapshotRow};
 pub use maintenance::{MaintenanceReport, Retention};
 pub use rate::{RateError, SeriesRate, TopRates};
 pub use step::{Bucket, Stats, StepError};
@@ -436,12 +437,58 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         Err(Error::Unsupported("CLI output"))
     }
 
+    /// Records the table a template parsed from one output of a command, in one
+    /// transaction with the comparison against the latest snapshot of (device, command):
+    ///
+    /// - the first of its command is stored ([`SnapshotOutcome::First`]);
+    /// - one equal to the latest (same template, `truncated` and rows, compared as
+    ///   canonical JSON, see [`cli::check_snapshot`]) only moves the latest's
+    ///   `last_seen` to its `ts` ([`SnapshotOutcome::Unchanged`]);
+    /// - one that differs is stored as the new latest ([`SnapshotOutcome::Changed`]);
+    /// - one older than the latest's `last_seen` is ignored ([`SnapshotOutcome::Late`]).
+    ///
+    /// Concurrent recordings of one (device, command) are serialised, so equal snapshots
+    /// racing make one row. Creates the device (with an empty address) if it is unknown.
+    /// Refused with [`Error::Cli`] for a snapshot above [`cli::MAX_SNAPSHOT_ROWS`] or
+    /// [`cli::MAX_SNAPSHOT_BYTES`], or an unstorable command or template name. The default
+    /// fails with [`Error::Unsupported`] (test doubles); both adapters implement it.
+    async fn record_cli_snapshot(&self, snapshot: &CliSnapshot) -> Result<SnapshotOutcome> {
+        cli::check_snapshot(snapshot)?;
+        Err(Error::Unsupported("CLI snapshots"))
+    }
+
+    /// The latest snapshot of `command` on `device` (`ts` when first seen, `last_seen`
+    /// when last seen), or `None` if none was recorded. The default fails with
+    /// [`Error::Unsupported`].
+    async fn cli_snapshot(&self, device: &DeviceKey, command: &str) -> Result<Option<CliSnapshot>> {
+        let _ = (device, command);
+        Err(Error::Unsupported("CLI snapshots"))
+    }
+
+    /// The history of snapshots of `device`, of one `command` or of all, last seen at or
+    /// after `since`: newest first (by first seen, then the last recorded first), at most
+    /// `limit`. Consecutive snapshots of a command differ; the first is the latest. Empty
+    /// for an unknown device. Refused with [`Error::Cli`] for a limit of 0 or above
+    /// [`cli::MAX_SNAPSHOTS_LIMIT`]. The default fails with [`Error::Unsupported`].
+    async fn cli_snapshots(
+        &self,
+        device: &DeviceKey,
+        command: Option<&str>,
+        since: TimestampNs,
+        limit: usize,
+    ) -> Result<Vec<CliSnapshot>> {
+        let _ = (device, command, since);
+        cli::check_snapshot_limit(limit)?;
+        Err(Error::Unsupported("CLI snapshots"))
+    }
+
     /// Prepares time partitions around `now`, seals old hours (rollups, compression) and
     /// drops data older than the retention of its resolution (see [`maintenance`]). CLI
-    /// changes ([`Store::cli_changes`]) follow the raw samples' retention
-    /// ([`Retention::raw`]): those older than [`Retention::cutoff`] are deleted (counted
-    /// in [`MaintenanceReport::deleted`]); the latest output of each command stays, as a
-    /// series' last value does. On PostgreSQL one process runs it at a time: a
+    /// changes ([`Store::cli_changes`]) and snapshots ([`Store::cli_snapshots`]) follow
+    /// the raw samples' retention ([`Retention::raw`]): changes older than
+    /// [`Retention::cutoff`], and snapshots last seen before it, are deleted (counted in
+    /// [`MaintenanceReport::deleted`]); the latest output and the latest snapshot of each
+    /// command stay, as a series' last value does. On PostgreSQL one process runs it at a time: a
     /// second caller gets a report with `skipped` set. The default does nothing and says
     /// it skipped (test doubles).
     async fn maintain(&self, now: TimestampNs, retention: &Retention) -> Result<MaintenanceReport> {

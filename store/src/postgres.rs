@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
 use crate::cache::{IdCache, Known};
-use crate::cli::{self, CliChange, CliOutput, Plan};
+use crate::cli::{self, CliChange, CliOutput, CliSnapshot, Plan, SnapshotOutcome};
 use crate::codec::{self, Batch, Kind, SeriesKey};
 use crate::schema::{self, Applied};
 use crate::{
@@ -997,6 +997,112 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn record_cli_snapshot(&self, snapshot: &CliSnapshot) -> Result<SnapshotOutcome> {
+        let rows = cli::check_snapshot(snapshot)?;
+        let ts = timestamptz(to_us(snapshot.ts));
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO devices (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(snapshot.device.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let device_id: i64 = sqlx::query_scalar("SELECT id FROM devices WHERE name = $1")
+            .bind(snapshot.device.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        // Writers of one (device, command) take turns, so that two equal snapshots make
+        // one row and the latest is always compared with. A hash collision only makes two
+        // commands take turns.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2::text || ' ' || $3))")
+            .bind(SNAPSHOT_LOCK_CLASS)
+            .bind(device_id)
+            .bind(snapshot.command.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let latest: Option<(i64, DateTime<Utc>, bool)> = sqlx::query_as(
+            "SELECT id, last_seen, template = $3 AND truncated = $4 AND rows_json = $5::jsonb \
+             FROM cli_snapshots WHERE device_id = $1 AND command = $2 \
+             ORDER BY ts DESC, id DESC LIMIT 1",
+        )
+        .bind(device_id)
+        .bind(snapshot.command.as_str())
+        .bind(snapshot.template.as_str())
+        .bind(snapshot.truncated)
+        .bind(rows.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let compared = latest
+            .as_ref()
+            .map(|(_, last_seen, same)| Ok::<_, Error>((from_timestamptz(*last_seen)?, *same)))
+            .transpose()?;
+        let outcome = cli::plan_snapshot(compared, to_us(snapshot.ts).saturating_mul(NS_PER_US));
+        match (outcome, latest) {
+            (SnapshotOutcome::Late, _) => return Ok(outcome),
+            (SnapshotOutcome::Unchanged, Some((id, ..))) => {
+                sqlx::query("UPDATE cli_snapshots SET last_seen = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(ts)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            _ => {
+                sqlx::query(
+                    "INSERT INTO cli_snapshots \
+                       (device_id, command, template, ts, last_seen, row_count, truncated, rows_json) \
+                     VALUES ($1, $2, $3, $4, $4, $5, $6, $7::jsonb)",
+                )
+                .bind(device_id)
+                .bind(snapshot.command.as_str())
+                .bind(snapshot.template.as_str())
+                .bind(ts)
+                .bind(i32::try_from(snapshot.rows.len()).unwrap_or(i32::MAX))
+                .bind(snapshot.truncated)
+                .bind(rows.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn cli_snapshot(&self, device: &DeviceKey, command: &str) -> Result<Option<CliSnapshot>> {
+        let row: Option<SnapshotColumns> = sqlx::query_as(
+            "SELECT s.command, s.template, s.ts, s.last_seen, s.truncated, s.rows_json::text \
+             FROM cli_snapshots s JOIN devices d ON d.id = s.device_id \
+             WHERE d.name = $1 AND s.command = $2 ORDER BY s.ts DESC, s.id DESC LIMIT 1",
+        )
+        .bind(device.as_str())
+        .bind(command)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| snapshot_of(device, r)).transpose()
+    }
+
+    async fn cli_snapshots(
+        &self,
+        device: &DeviceKey,
+        command: Option<&str>,
+        since: TimestampNs,
+        limit: usize,
+    ) -> Result<Vec<CliSnapshot>> {
+        cli::check_snapshot_limit(limit)?;
+        // `since` rounds up to the stored microseconds, as range bounds do.
+        let since = timestamptz(to_us(since) + i64::from(since.rem_euclid(NS_PER_US) != 0));
+        let rows: Vec<SnapshotColumns> = sqlx::query_as(
+            "SELECT s.command, s.template, s.ts, s.last_seen, s.truncated, s.rows_json::text \
+             FROM cli_snapshots s JOIN devices d ON d.id = s.device_id \
+             WHERE d.name = $1 AND ($2::text IS NULL OR s.command = $2) AND s.last_seen >= $3 \
+             ORDER BY s.ts DESC, s.id DESC LIMIT $4",
+        )
+        .bind(device.as_str())
+        .bind(command)
+        .bind(since)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| snapshot_of(device, r)).collect()
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -1026,6 +1132,27 @@ impl Store for PgStore {
         }
         report
     }
+}
+
+/// First key of the transaction advisory locks that serialise the snapshot writers of one
+/// (device, command) (two-key locks do not share the one-key locks' space: maintenance's
+/// lock is apart).
+const SNAPSHOT_LOCK_CLASS: i32 = 0x4E50_0C11;
+
+/// A stored snapshot: command, template, first and last seen, truncated, rows as text.
+type SnapshotColumns = (String, String, DateTime<Utc>, DateTime<Utc>, bool, String);
+
+fn snapshot_of(device: &DeviceKey, columns: SnapshotColumns) -> Result<CliSnapshot> {
+    let (command, template, ts, last_seen, truncated, rows) = columns;
+    Ok(CliSnapshot {
+        device: device.clone(),
+        command,
+        template,
+        ts: from_timestamptz(ts)?,
+        last_seen: from_timestamptz(last_seen)?,
+        rows: cli::stored_rows(&rows)?,
+        truncated,
+    })
 }
 
 /// One attempt at recording `current` (times already stored ones) in `tx`: the change
@@ -1161,6 +1288,16 @@ async fn maintain_locked(
         .execute(&mut *conn)
         .await?
         .rows_affected();
+    // So do snapshots, but the latest of each command stays (as its latest output does).
+    report.deleted += sqlx::query(
+        "DELETE FROM cli_snapshots s WHERE s.last_seen < $1 AND EXISTS \
+           (SELECT 1 FROM cli_snapshots n WHERE n.device_id = s.device_id \
+              AND n.command = s.command AND (n.ts, n.id) > (s.ts, s.id))",
+    )
+    .bind(timestamptz(to_us(retention.cutoff(now))))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
     report.dropped.sort();
     Ok(report)
 }

@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::cache::{IdCache, Known};
-use crate::cli::{self, CliChange, CliOutput, Plan};
+use crate::cli::{self, CliChange, CliOutput, CliSnapshot, Plan, SnapshotOutcome};
 use crate::codec::{self, Batch, Kind, SeriesKey};
 use crate::maintenance::{self, span_of};
 use crate::schema::{self, Applied};
@@ -685,6 +685,93 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn record_cli_snapshot(&self, snapshot: &CliSnapshot) -> Result<SnapshotOutcome> {
+        let rows = cli::check_snapshot(snapshot)?;
+        // One writer at a time: the latest read here is the latest when this commits.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let device_id = device_id(&mut tx, &snapshot.device).await?;
+        let latest: Option<(i64, i64, bool)> = sqlx::query_as(
+            "SELECT id, last_seen, template = ?3 AND truncated = ?4 AND rows_json = ?5 \
+             FROM cli_snapshots WHERE device_id = ?1 AND command = ?2 \
+             ORDER BY ts DESC, id DESC LIMIT 1",
+        )
+        .bind(device_id)
+        .bind(snapshot.command.as_str())
+        .bind(snapshot.template.as_str())
+        .bind(snapshot.truncated)
+        .bind(rows.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = cli::plan_snapshot(
+            latest.map(|(_, last_seen, same)| (last_seen, same)),
+            snapshot.ts,
+        );
+        match (outcome, latest) {
+            (SnapshotOutcome::Late, _) => return Ok(outcome),
+            (SnapshotOutcome::Unchanged, Some((id, ..))) => {
+                sqlx::query("UPDATE cli_snapshots SET last_seen = ?2 WHERE id = ?1")
+                    .bind(id)
+                    .bind(snapshot.ts)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            _ => {
+                sqlx::query(
+                    "INSERT INTO cli_snapshots \
+                       (device_id, command, template, ts, last_seen, row_count, truncated, rows_json) \
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
+                )
+                .bind(device_id)
+                .bind(snapshot.command.as_str())
+                .bind(snapshot.template.as_str())
+                .bind(snapshot.ts)
+                .bind(i64::try_from(snapshot.rows.len()).unwrap_or(i64::MAX))
+                .bind(snapshot.truncated)
+                .bind(rows.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn cli_snapshot(&self, device: &DeviceKey, command: &str) -> Result<Option<CliSnapshot>> {
+        let row: Option<SnapshotColumns> = sqlx::query_as(
+            "SELECT s.command, s.template, s.ts, s.last_seen, s.truncated, s.rows_json \
+             FROM cli_snapshots s JOIN devices d ON d.id = s.device_id \
+             WHERE d.name = ?1 AND s.command = ?2 ORDER BY s.ts DESC, s.id DESC LIMIT 1",
+        )
+        .bind(device.as_str())
+        .bind(command)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| snapshot_of(device, r)).transpose()
+    }
+
+    async fn cli_snapshots(
+        &self,
+        device: &DeviceKey,
+        command: Option<&str>,
+        since: TimestampNs,
+        limit: usize,
+    ) -> Result<Vec<CliSnapshot>> {
+        cli::check_snapshot_limit(limit)?;
+        let rows: Vec<SnapshotColumns> = sqlx::query_as(
+            "SELECT s.command, s.template, s.ts, s.last_seen, s.truncated, s.rows_json \
+             FROM cli_snapshots s JOIN devices d ON d.id = s.device_id \
+             WHERE d.name = ?1 AND (?2 IS NULL OR s.command = ?2) AND s.last_seen >= ?3 \
+             ORDER BY s.ts DESC, s.id DESC LIMIT ?4",
+        )
+        .bind(device.as_str())
+        .bind(command)
+        .bind(since)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| snapshot_of(device, r)).collect()
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -721,8 +808,34 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        // So do snapshots, but the latest of each command stays (as its latest output does).
+        report.deleted += sqlx::query(
+            "DELETE FROM cli_snapshots AS s WHERE s.last_seen < ?1 AND EXISTS \
+               (SELECT 1 FROM cli_snapshots n WHERE n.device_id = s.device_id \
+                  AND n.command = s.command AND (n.ts > s.ts OR (n.ts = s.ts AND n.id > s.id)))",
+        )
+        .bind(retention.cutoff(now))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         Ok(report)
     }
+}
+
+/// A stored snapshot: command, template, first and last seen, truncated, rows.
+type SnapshotColumns = (String, String, i64, i64, bool, String);
+
+fn snapshot_of(device: &DeviceKey, columns: SnapshotColumns) -> Result<CliSnapshot> {
+    let (command, template, ts, last_seen, truncated, rows) = columns;
+    Ok(CliSnapshot {
+        device: device.clone(),
+        command,
+        template,
+        ts,
+        last_seen,
+        rows: cli::stored_rows(&rows)?,
+        truncated,
+    })
 }
 
 impl SqliteStore {
