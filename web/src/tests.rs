@@ -818,6 +818,16 @@ async fn exchange(
     String::from_utf8(seen).unwrap()
 }
 
+/// [`exchange`] on a fresh connection to `addr`.
+async fn exchange_fresh(
+    addr: std::net::SocketAddr,
+    head: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    exchange(&mut socket, head, done).await
+}
+
 /// The body of a chunked response read so far (whole chunks only), and its head.
 fn dechunk(response: &str) -> (String, String) {
     let (head, mut rest) = response.split_once("\r\n\r\n").unwrap();
@@ -950,9 +960,8 @@ async fn everything_but_a_fresh_live_request_is_answered_by_the_router_on_the_sa
     let (addr, stop, server) = serve_on_socket(&f).await;
 
     // An unknown device: the route's 404.
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let response = exchange(
-        &mut socket,
+    let response = exchange_fresh(
+        addr,
         "GET /devices/nope/live HTTP/1.1\r\nHost: x\r\n\r\n",
         |s| s.contains("nope"),
     )
@@ -987,16 +996,14 @@ async fn everything_but_a_fresh_live_request_is_answered_by_the_router_on_the_sa
     );
 
     // A bad query or garbage: the route's and hyper's own answers.
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let response = exchange(
-        &mut socket,
+    let response = exchange_fresh(
+        addr,
         "GET /devices/leaf1/live?minutes=many HTTP/1.1\r\nHost: x\r\n\r\n",
         |s| s.contains("\r\n\r\n"),
     )
     .await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let response = exchange(&mut socket, "GARBAGE\r\n\r\n", |s| s.contains("\r\n\r\n")).await;
+    let response = exchange_fresh(addr, "GARBAGE\r\n\r\n", |s| s.contains("\r\n\r\n")).await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
 
     // Shutdown ends held streams rather than waiting for them.
