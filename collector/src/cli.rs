@@ -28,7 +28,12 @@
 //! - **Host keys.** Pinned key, known-hosts Secret, or explicit trust on first use: the
 //!   key learned first is recorded in the store (as the output of the pseudo-command
 //!   [`HOST_KEY_RECORD`], shared by every collector) and a different key is refused
-//!   afterwards.
+//!   afterwards. The trusted key (learned now or loaded) goes to the state sink, which
+//!   shows it in the Device status (`sshHostKey`).
+//! - **Enable secret.** A shell whose first prompt is unprivileged gets `enable`; its
+//!   password prompt is answered with [`ENABLE_SECRET_KEY`] of the credentials Secret.
+//!   The shell is opened on connect, so a missing or wrong secret is a refusal (retried
+//!   after the refused backoff, as a wrong login is), not a failed command.
 //!
 //! A device without gNMI collection gets its state (connecting, synced, unreachable)
 //! from this task; one with both keeps the gNMI session's, and SSH failures go to the
@@ -44,7 +49,9 @@ use model::{DeviceKey, DeviceState, Sample};
 use sshcli::Platform;
 use sshcli::parse::{Field, Row, TemplateSet};
 use sshcli::session::limit::{Limiter, jittered_backoff};
-use sshcli::session::{self, AuthMethod, HostKeyPolicy, Mode, Session, SessionConfig};
+use sshcli::session::{
+    self, AuthMethod, EnableSecret, HostKeyPolicy, LearnedHostKey, Mode, Session, SessionConfig,
+};
 use store::{CliOutput, CliSnapshot, SnapshotOutcome, SnapshotRow, Store};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -54,6 +61,7 @@ use tracing::Instrument as _;
 use crate::CollectorConfig;
 use crate::metrics::{CliResultLabel, CollectorMetrics};
 use crate::session::{Reporter, now_ns};
+use crate::status::{SshHostKeyStatus, StateSink};
 use crate::transport;
 
 /// Raw output kept per command run (the store's limit is larger).
@@ -69,6 +77,9 @@ pub const HOST_KEY_RECORD: &str = "#ssh-host-key";
 pub const DEFAULT_PRIVATE_KEY_KEY: &str = "ssh-privatekey";
 /// Key of the private key's passphrase, in the same Secret (optional).
 pub const PASSPHRASE_KEY: &str = "passphrase";
+/// Key of the enable secret in the credentials Secret (optional): sent when `enable`
+/// asks for a password.
+pub const ENABLE_SECRET_KEY: &str = "enable-secret";
 
 /// What the CLI tasks of a collector share.
 #[derive(Debug, Clone)]
@@ -79,6 +90,8 @@ pub struct Shared {
     pub limiter: Arc<Limiter>,
     /// Where raw outputs, changes and learned host keys go.
     pub store: Arc<dyn Store>,
+    /// Where the host keys trusted on first use are shown (the Device status), if anywhere.
+    pub sink: Option<Arc<dyn StateSink>>,
 }
 
 /// Runs the SSH collection of `device` until `shutdown`.
@@ -278,7 +291,11 @@ impl Task {
             .limiter
             .acquire(self.name().as_str(), self.ssh.aaa_group.as_deref())
             .await;
-        let learned = self.learned_key().await?;
+        let recorded = self.learned_key().await?;
+        if let Some(record) = &recorded {
+            self.show_host_key(&record.output, record.ts);
+        }
+        let learned = recorded.map(|r| r.output);
         let config = self.session_config(learned.clone()).await?;
         self.metrics().cli_connects.inc();
         let (mut session, newly_learned) = Session::connect(&config).await.map_err(refusal)?;
@@ -292,10 +309,17 @@ impl Task {
                 truncated: false,
                 track_changes: true,
             };
-            if let Err(error) = self.shared.store.record_cli_output(&record).await {
+            match self.shared.store.record_cli_output(&record).await {
+                Ok(_) => self.show_host_key(&record.output, record.ts),
                 // Kept for this session; the next one learns it again.
-                tracing::warn!(device = %self.name(), %error, "Learned host key not recorded");
+                Err(error) => {
+                    tracing::warn!(device = %self.name(), %error, "Learned host key not recorded");
+                }
             }
+        }
+        if config.mode == Mode::Shell {
+            // Enable (and its secret) now: a refused one is a refused connection.
+            session.open_shell().await.map_err(refusal)?;
         }
         let platform = match self.ssh.platform {
             Some(p) => platform_of(p),
@@ -322,8 +346,30 @@ impl Task {
         ))
     }
 
-    /// The host key learned on first use earlier, from the store.
-    async fn learned_key(&self) -> Result<Option<String>, Refusal> {
+    /// Shows the host key trusted on first use (recorded at `at`, ns) in the state sink.
+    fn show_host_key(&self, openssh: &str, at: i64) {
+        let Some(sink) = &self.shared.sink else {
+            return;
+        };
+        match LearnedHostKey::from_openssh(openssh) {
+            Ok(key) => sink.host_key(
+                self.name(),
+                SshHostKeyStatus {
+                    algorithm: key.algorithm().to_owned(),
+                    fingerprint: key.fingerprint,
+                    learned_at: chrono::DateTime::from_timestamp_nanos(at)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                },
+            ),
+            // The session refuses it as a configuration error, with the reason.
+            Err(error) => {
+                tracing::warn!(device = %self.name(), %error, "Recorded host key unreadable");
+            }
+        }
+    }
+
+    /// The record of the host key learned on first use earlier, from the store.
+    async fn learned_key(&self) -> Result<Option<CliOutput>, Refusal> {
         if !self.ssh.trust_on_first_use || self.ssh.host_key.is_some() {
             return Ok(None);
         }
@@ -333,7 +379,7 @@ impl Task {
             .cli_output(self.name(), HOST_KEY_RECORD)
             .await
         {
-            Ok(found) => Ok(found.map(|o| o.output)),
+            Ok(found) => Ok(found),
             // Without the record, trusting the key again would not be first use.
             Err(error) => Err(Refusal::Retry(format!(
                 "cannot read the host key learned earlier: {error}"
@@ -354,14 +400,22 @@ impl Task {
         } else {
             HostKeyPolicy::TrustOnFirstUse { learned }
         };
-        let (username, password) = match &spec.credentials {
+        let (username, password, enable_secret) = match &spec.credentials {
             Some(secret) => {
                 let user = transport::read_text(&self.config, &secret.name, secret.username_key())
                     .await
                     .map_err(Refusal::Refused)?;
                 let password =
                     transport::read_text(&self.config, &secret.name, secret.password_key()).await;
-                (user, password.ok())
+                // Optional, as the password is: a device that asks for it without one
+                // is refused with a message naming the key.
+                let enable_secret =
+                    transport::read_text(&self.config, &secret.name, ENABLE_SECRET_KEY)
+                        .await
+                        .ok()
+                        .filter(|s| !s.is_empty())
+                        .map(EnableSecret::new);
+                (user, password.ok(), enable_secret)
             }
             None => {
                 return Err(Refusal::Refused(
@@ -406,6 +460,7 @@ impl Task {
         };
         config.legacy_algorithms = self.ssh.legacy_algorithms;
         config.shell.prompt = self.ssh.prompt.clone();
+        config.shell.enable_secret = enable_secret;
         config.timeouts.connect = self.config.connect_timeout.max(Duration::from_secs(5));
         Ok(config)
     }
@@ -458,9 +513,15 @@ impl Task {
                     self.result("ok");
                     self.process(platform, &command, output.text).await;
                 }
+                // A reopened shell (after a timeout) whose enable is refused now: the
+                // next connection reports it as a refusal.
                 Err(error)
-                    if matches!(error, session::Error::Closed { .. })
-                        || connected.session.is_closed() =>
+                    if matches!(
+                        error,
+                        session::Error::Closed { .. }
+                            | session::Error::EnableDenied { .. }
+                            | session::Error::EnableSecretRequired { .. }
+                    ) || connected.session.is_closed() =>
                 {
                     self.result("closed");
                     break Ended::Failed(error.to_string());
@@ -660,11 +721,15 @@ enum Refusal {
 fn refusal(error: session::Error) -> Refusal {
     use session::Error as E;
     match error {
+        E::EnableSecretRequired { .. } => Refusal::Refused(format!(
+            "{error}: put it under {ENABLE_SECRET_KEY} in the credentials Secret"
+        )),
         E::AuthFailed { .. }
         | E::HostKeyMismatch { .. }
         | E::HostKeyUnknown { .. }
         | E::HostKeyRevoked { .. }
         | E::PrivateKey { .. }
+        | E::EnableDenied { .. }
         | E::Config { .. } => Refusal::Refused(error.to_string()),
         other => Refusal::Retry(other.to_string()),
     }
@@ -924,6 +989,7 @@ mod tests {
             templates: Arc::new(TemplateSet::embedded().unwrap()),
             limiter: Arc::new(Limiter::new(sshcli::session::limit::Limits::default())),
             store,
+            sink: None,
         };
         let (tx, mut rx) = mpsc::channel(16);
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -1015,5 +1081,17 @@ mod tests {
             during: "show version".into(),
         });
         assert!(matches!(retry, Refusal::Retry(_)));
+        let denied = refusal(session::Error::EnableDenied {
+            device: "leaf1".into(),
+            reason: "the enable secret was not accepted".into(),
+        });
+        assert!(matches!(denied, Refusal::Refused(m) if m.contains("leaf1")));
+        let needed = refusal(session::Error::EnableSecretRequired {
+            device: "leaf1".into(),
+        });
+        assert!(
+            matches!(&needed, Refusal::Refused(m) if m.contains("leaf1") && m.contains(ENABLE_SECRET_KEY)),
+            "needs the key named"
+        );
     }
 }

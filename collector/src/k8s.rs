@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::membership::{Assignment, Desired, Role};
-use crate::status::{StateReport, StateSink};
+use crate::status::{SshHostKeyStatus, StateReport, StateSink};
 use crate::transport::SecretSource;
 
 /// Field manager of everything a collector writes to Devices.
@@ -298,7 +298,9 @@ impl Default for StatusLimits {
 }
 
 /// The latest unsent report of each device, released by a token bucket and a per-device
-/// interval. Pure: time comes in as arguments.
+/// interval; and each device's SSH host key, written with every report of the device
+/// (a server-side apply that left it out would remove it). Pure: time comes in as
+/// arguments.
 #[derive(Debug)]
 pub struct Coalescer {
     limits: StatusLimits,
@@ -306,6 +308,10 @@ pub struct Coalescer {
     refilled: Option<Instant>,
     pending: HashMap<DeviceKey, (Instant, StateReport)>,
     sent: HashMap<DeviceKey, Instant>,
+    /// The latest report of each device, sent or not: written again when its host key
+    /// changes.
+    latest: HashMap<DeviceKey, StateReport>,
+    host_keys: HashMap<DeviceKey, SshHostKeyStatus>,
 }
 
 impl Coalescer {
@@ -317,6 +323,8 @@ impl Coalescer {
             refilled: None,
             pending: HashMap::new(),
             sent: HashMap::new(),
+            latest: HashMap::new(),
+            host_keys: HashMap::new(),
         }
     }
 
@@ -327,13 +335,34 @@ impl Coalescer {
             .get(&report.device)
             .map_or(now, |at| (*at + self.limits.per_device).max(now));
         let due = self.pending.get(&report.device).map_or(due, |(d, _)| *d);
+        self.latest.insert(report.device.clone(), report.clone());
         self.pending.insert(report.device.clone(), (due, report));
     }
 
-    /// Drops what is queued for `device` and its write history.
+    /// Records the host key of `device`; a changed key writes the device's latest
+    /// report again (within the limits), so the status shows it without waiting for a
+    /// state change.
+    pub fn host_key(&mut self, device: &DeviceKey, key: SshHostKeyStatus, now: Instant) {
+        if self.host_keys.get(device) == Some(&key) {
+            return;
+        }
+        self.host_keys.insert(device.clone(), key);
+        if let Some(report) = self.latest.get(device).cloned() {
+            self.offer(report, now);
+        }
+    }
+
+    /// The host key last recorded for `device`.
+    pub fn host_key_of(&self, device: &DeviceKey) -> Option<&SshHostKeyStatus> {
+        self.host_keys.get(device)
+    }
+
+    /// Drops what is queued for `device`, its write history and its host key.
     pub fn forget(&mut self, device: &DeviceKey) {
         self.pending.remove(device);
         self.sent.remove(device);
+        self.latest.remove(device);
+        self.host_keys.remove(device);
     }
 
     /// Requeues a report whose write failed, unless a newer one is already queued.
@@ -411,11 +440,13 @@ pub enum Write {
     Synced(serde_json::Value),
 }
 
-/// The write for `report` by `pod`; `previous` holds the conditions last written, for
-/// their transition times, and is updated.
+/// The write for `report` by `pod`, with the device's SSH host key if it has one;
+/// `previous` holds the conditions last written, for their transition times, and is
+/// updated.
 fn write_of(
     pod: &str,
     report: &StateReport,
+    host_key: Option<&SshHostKeyStatus>,
     previous: &mut HashMap<DeviceKey, Written>,
 ) -> Option<Write> {
     let name = report.device.as_str();
@@ -489,6 +520,9 @@ fn write_of(
     if let Some(generation) = report.generation {
         status["observedGeneration"] = json!(generation);
     }
+    if let Some(key) = host_key {
+        status["sshHostKey"] = json!(key);
+    }
     Some(Write::Status(json!({
         "apiVersion": "netpulse.io/v1alpha1",
         "kind": "Device",
@@ -532,12 +566,21 @@ impl StatusWriter {
             let now = Instant::now();
             let (batch, wake_at) = {
                 let mut queue = self.lock();
-                let batch = queue.take(now);
+                let batch: Vec<(StateReport, Option<SshHostKeyStatus>)> = queue
+                    .take(now)
+                    .into_iter()
+                    .map(|r| {
+                        let key = queue.host_key_of(&r.device).cloned();
+                        (r, key)
+                    })
+                    .collect();
                 (batch, queue.next_wake(now))
             };
             let writes: Vec<(StateReport, Write)> = batch
                 .into_iter()
-                .filter_map(|r| write_of(&pod, &r, &mut previous).map(|w| (r, w)))
+                .filter_map(|(r, key)| {
+                    write_of(&pod, &r, key.as_ref(), &mut previous).map(|w| (r, w))
+                })
                 .collect();
             let results: Vec<(StateReport, Result<(), kube::Error>)> =
                 futures::stream::iter(writes)
@@ -595,6 +638,11 @@ impl StateSink for StatusWriter {
 
     fn forget(&self, device: &DeviceKey) {
         self.lock().forget(device);
+    }
+
+    fn host_key(&self, device: &DeviceKey, key: SshHostKeyStatus) {
+        self.lock().host_key(device, key, Instant::now());
+        self.wake.notify_one();
     }
 }
 
@@ -826,7 +874,9 @@ mod tests {
     #[test]
     fn owners_write_status_and_incoming_owners_say_when_they_are_synced() {
         let mut previous = HashMap::new();
-        let s = |r: &StateReport, p: &mut HashMap<DeviceKey, Written>| match write_of(POD, r, p) {
+        let s = |r: &StateReport, p: &mut HashMap<DeviceKey, Written>| match write_of(
+            POD, r, None, p,
+        ) {
             Some(Write::Status(body)) => body,
             other => panic!("{other:?}"),
         };
@@ -895,6 +945,7 @@ mod tests {
             write_of(
                 POD,
                 &report("b", DeviceState::Connecting, Role::Incoming, 1),
+                None,
                 &mut previous
             ),
             None
@@ -902,6 +953,7 @@ mod tests {
         let Some(Write::Synced(body)) = write_of(
             POD,
             &report("b", DeviceState::Synced, Role::Incoming, 2),
+            None,
             &mut previous,
         ) else {
             panic!("no synced annotation");
@@ -1000,6 +1052,96 @@ mod tests {
         );
         // A 404 (the Device was deleted) is not retried.
         assert_eq!(writer.lock().queued(), 0);
+    }
+
+    fn host_key(fingerprint: &str) -> SshHostKeyStatus {
+        SshHostKeyStatus {
+            algorithm: "ssh-ed25519".into(),
+            fingerprint: fingerprint.into(),
+            learned_at: "2026-11-28T17:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn a_new_host_key_writes_the_latest_report_again_and_forget_drops_it() {
+        let mut c = Coalescer::new(StatusLimits::default());
+        let t0 = Instant::now();
+        // Known before any report: kept for the first write, nothing to write yet.
+        c.host_key(&key("a"), host_key("SHA256:one"), t0);
+        assert_eq!(c.queued(), 0);
+        c.offer(report("a", DeviceState::Synced, Role::Owner, 1), t0);
+        assert_eq!(c.take(t0).len(), 1);
+        assert_eq!(c.host_key_of(&key("a")), Some(&host_key("SHA256:one")));
+        // The same key again (every connection reports it): no write.
+        c.host_key(&key("a"), host_key("SHA256:one"), t0);
+        assert_eq!(c.queued(), 0);
+        // Another key: the latest report goes again, after the device's interval.
+        c.host_key(&key("a"), host_key("SHA256:two"), t0);
+        assert_eq!(c.queued(), 1);
+        let later = t0 + StatusLimits::default().per_device;
+        let again = c.take(later);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].state, DeviceState::Synced);
+        c.forget(&key("a"));
+        assert_eq!(c.host_key_of(&key("a")), None);
+        c.host_key(&key("a"), host_key("SHA256:three"), later);
+        assert_eq!(c.queued(), 0, "a forgotten device has no report to write");
+    }
+
+    #[tokio::test]
+    async fn the_host_key_is_in_every_status_write_and_a_refused_one_in_last_error() {
+        let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(mock, "network");
+        let api: Api<Device> = Api::namespaced(client, "network");
+        let writer = StatusWriter::new(StatusLimits {
+            per_device: Duration::ZERO,
+            ..StatusLimits::default()
+        });
+        let stop = CancellationToken::new();
+        let learned = host_key("SHA256:learned");
+        writer.host_key(&key("leaf1"), learned.clone());
+        writer.report(report("leaf1", DeviceState::Synced, Role::Owner, 1));
+        let task = tokio::spawn(writer.clone().run(api, POD.into(), stop.clone()));
+        let serving = tokio::spawn(serve(handle, 2, |_, _, body| {
+            let mut d = body.clone();
+            d["spec"] = json!({ "address": "192.0.2.1" });
+            (200, d)
+        }));
+        // The first write is out before the refusal is reported.
+        while writer.lock().queued() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let mut refused = report("leaf1", DeviceState::Unreachable, Role::Owner, 2);
+        refused.error = Some(
+            "host key mismatch for leaf1: expected SHA256:learned, device presented SHA256:other"
+                .into(),
+        );
+        writer.report(refused);
+        let seen = serving.await.unwrap();
+        stop.cancel();
+        task.await.unwrap();
+        for (_, uri, _, body) in &seen {
+            assert!(uri.contains("/leaf1/status"), "{uri}");
+            assert_eq!(
+                body["status"]["sshHostKey"],
+                json!({
+                    "algorithm": "ssh-ed25519",
+                    "fingerprint": "SHA256:learned",
+                    "learnedAt": "2026-11-28T17:00:00Z",
+                })
+            );
+            // The CRD's types read it back.
+            let status: crds::DeviceStatus =
+                serde_json::from_value(body["status"].clone()).unwrap();
+            assert_eq!(status.ssh_host_key, Some(learned.clone()));
+        }
+        assert_eq!(seen[0].3["status"]["phase"], "Connected");
+        assert_eq!(seen[1].3["status"]["phase"], "Unreachable");
+        let error = seen[1].3["status"]["lastError"].as_str().unwrap();
+        assert!(
+            error.contains("SHA256:learned") && error.contains("SHA256:other"),
+            "{error}"
+        );
     }
 
     #[tokio::test]

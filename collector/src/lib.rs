@@ -286,6 +286,7 @@ pub async fn run_assigned(
         templates: Arc::new(templates),
         limiter: Arc::new(sshcli::session::limit::Limiter::new(config.ssh_limits)),
         store: store.clone(),
+        sink: identity.sink.clone(),
     };
     let mut supervisor = Supervisor {
         cli,

@@ -1,7 +1,10 @@
 //! Where device state changes go besides the store and the bus: a [`StateSink`], such as
-//! the Kubernetes Device status writer (`crate::kube`). Sinks take reports without
-//! waiting; rate limiting and retries are theirs.
+//! the Kubernetes Device status writer (`crate::k8s`). Sinks take reports without
+//! waiting; rate limiting and retries are theirs. Besides states, a sink hears of the SSH
+//! host key a device is trusted with on first use ([`StateSink::host_key`]), which the
+//! status writer shows in every later status of the device.
 
+pub use crds::SshHostKeyStatus;
 use model::{DeviceKey, DeviceState};
 
 use crate::membership::Role;
@@ -32,4 +35,11 @@ pub trait StateSink: Send + Sync + std::fmt::Debug {
 
     /// The device is no longer collected here: drop anything queued for it.
     fn forget(&self, device: &DeviceKey);
+
+    /// The SSH host key `device` is trusted with on first use: learned just now, or
+    /// recorded earlier and loaded. Called on every connection; a sink acts on changes.
+    /// Sinks that show no host keys ignore it.
+    fn host_key(&self, device: &DeviceKey, key: SshHostKeyStatus) {
+        let _ = (device, key);
+    }
 }

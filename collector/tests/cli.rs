@@ -1,13 +1,15 @@
 //! SSH/CLI collection against the netpulse simulator's SSH side (russh server with
 //! EOS-like and IOS-like output): an SSH-only device gets the same OpenConfig series as
 //! gNMI, its raw outputs are kept, its other parsed tables are stored as snapshots, and a
-//! host key learned on first use is recorded and enforced.
+//! host key learned on first use is recorded, enforced and shown in the Device status,
+//! and an enable secret answers `enable`.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use collector::CollectorConfig;
@@ -16,6 +18,7 @@ use crds::devices_file::DeviceEntry;
 use crds::{DeviceSpec, SecretRef, SshCommand, SshMode, SshSpec};
 use model::DeviceKey;
 use simulator::{Fleet, FleetConfig, SshConfig};
+use tokio_util::sync::CancellationToken;
 
 async fn fleet(base: &str, seed: u64) -> Fleet {
     Fleet::start(FleetConfig {
@@ -461,4 +464,317 @@ async fn parsed_tables_are_stored_as_snapshots_and_unparsable_outputs_kept_raw()
     assert!(refused >= names.len() as u64, "{refused} parse errors");
     assert_eq!(metrics.cli_snapshot_changes.get(), 0, "nothing changed");
     fleet.shutdown().await;
+}
+
+/// The enable secret of the simulated devices in the enable tests.
+const ENABLE_SECRET: &str = "en-s3cret";
+/// Where the collector reads it: this key of the credentials Secret (documented).
+const ENABLE_SECRET_KEY: &str = "enable-secret";
+
+/// IOS-like devices whose `enable` asks for [`ENABLE_SECRET`].
+async fn enable_fleet(base: &str) -> Fleet {
+    Fleet::start(FleetConfig {
+        devices: 1,
+        base_address: base.parse().unwrap(),
+        port: 0,
+        interfaces: 2,
+        seed: 7,
+        ssh: Some(SshConfig {
+            port: 0,
+            platforms: simulator::PlatformMix::All(simulator::Platform::CiscoIos),
+            config_change_every: None,
+            enable_password: Some(ENABLE_SECRET.into()),
+            ..SshConfig::default()
+        }),
+        ..FleetConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// [`devices`] polling `show running-config` only, with the platform set.
+fn running_config_devices(fleet: &Fleet) -> Vec<DeviceEntry> {
+    let host_key = fleet.ssh_host_key().unwrap().to_owned();
+    let mut entries = devices(fleet, Some(host_key));
+    for entry in &mut entries {
+        let ssh = entry.spec.ssh.as_mut().unwrap();
+        ssh.platform = Some(crds::CliPlatform::CiscoIos);
+        ssh.commands = vec![SshCommand {
+            command: "show running-config".into(),
+            interval: "300ms".into(),
+        }];
+    }
+    entries
+}
+
+#[tokio::test]
+async fn the_enable_secret_of_the_credentials_secret_answers_enable() {
+    let fleet = enable_fleet("127.41.3.1").await;
+    let (_secrets, dir) = secrets_dir();
+    let config = ssh_config(&dir);
+    std::fs::write(
+        dir.join("sim").join(ENABLE_SECRET_KEY),
+        format!("{ENABLE_SECRET}\n"),
+    )
+    .unwrap();
+    let entries = running_config_devices(&fleet);
+    let name = entries[0].name.clone();
+    let running = collect(entries, config).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let config = loop {
+        if let Some(c) = running
+            .store
+            .cli_output(&name, "show running-config")
+            .await
+            .unwrap()
+        {
+            break c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no running config; health: {:?}",
+            running.health.device(&name)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Only a privileged shell gets the configuration (user mode: `% Invalid input`).
+    assert!(
+        config.output.contains(&format!("hostname {name}")),
+        "{}",
+        config.output
+    );
+    let health = running.health.device(&name).unwrap();
+    assert_eq!(health.state, "synced", "{health:?}");
+    running.stop().await;
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_enable_secret_is_a_clear_refusal() {
+    let fleet = enable_fleet("127.41.4.1").await;
+    let entries = running_config_devices(&fleet);
+    let name = entries[0].name.clone();
+
+    let (_secrets, dir) = secrets_dir();
+    let config = ssh_config(&dir);
+    std::fs::write(dir.join("sim").join(ENABLE_SECRET_KEY), "not-the-secret").unwrap();
+    let running = collect(entries.clone(), config).await;
+    let health = running
+        .wait_for(name.as_str(), "the enable secret refused", |h| {
+            h.state == "unreachable"
+        })
+        .await;
+    let error = health.last_error.unwrap_or_default();
+    assert_eq!(
+        error,
+        format!(
+            "enable on {name} was refused: the enable secret was not accepted; \
+             device said \"% Access denied\""
+        )
+    );
+    assert!(!error.contains("not-the-secret"));
+    let (store, _, _db) = running.stop().await;
+    assert!(
+        store
+            .cli_output(&name, "show running-config")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing collected in user mode"
+    );
+
+    // No enable secret at all: the error says which key to set.
+    let (_secrets, dir) = secrets_dir();
+    let running = collect(entries, ssh_config(&dir)).await;
+    let health = running
+        .wait_for(name.as_str(), "the missing enable secret", |h| {
+            h.state == "unreachable"
+        })
+        .await;
+    let error = health.last_error.unwrap_or_default();
+    assert!(
+        error.contains(name.as_str())
+            && error.contains("asks for an enable secret")
+            && error.contains(ENABLE_SECRET_KEY),
+        "{error}"
+    );
+    running.stop().await;
+    fleet.shutdown().await;
+}
+
+/// Device status bodies the collector's status writer sent to a fake API server.
+type Patches = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// A collector for `devices` over `store` whose Device status goes through the real
+/// status writer to an API server answering every request with its body (the
+/// tower-test request level, as in the `k8s` unit tests); the bodies are recorded.
+fn collect_to_status(
+    devices: Vec<DeviceEntry>,
+    config: CollectorConfig,
+    store: Arc<dyn store::Store>,
+) -> (CancellationToken, tokio::task::JoinHandle<()>, Patches) {
+    use http::{Request, Response};
+    use kube::client::Body;
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let api: kube::Api<crds::Device> = kube::Api::namespaced(kube::Client::new(mock, "net"), "net");
+    let patches = Patches::default();
+    let seen = patches.clone();
+    let server = tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let mut body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            seen.lock().unwrap().push(body["status"].clone());
+            body["spec"] = serde_json::json!({ "address": "192.0.2.1" });
+            send.send_response(
+                Response::builder()
+                    .status(200)
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    let writer = collector::k8s::StatusWriter::new(collector::k8s::StatusLimits {
+        per_device: Duration::from_millis(50),
+        ..collector::k8s::StatusLimits::default()
+    });
+    let shutdown = CancellationToken::new();
+    let writing = tokio::spawn(writer.clone().run(api, "pod-0".into(), shutdown.clone()));
+    let sink: Arc<dyn collector::status::StateSink> = writer;
+    let services = collector::Services {
+        store,
+        bus: bus::open(None, "test").unwrap(),
+        metrics: Arc::new(collector::CollectorMetrics::default()),
+        health: collector::HealthBook::default(),
+    };
+    let identity = collector::Identity {
+        name: "pod-0".into(),
+        pool: String::new(),
+        sink: Some(sink),
+    };
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        collector::run_assigned(
+            collector::membership::fixed(devices),
+            identity,
+            services,
+            config,
+            stop,
+        )
+        .await
+        .unwrap();
+        writing.await.unwrap();
+        server.abort();
+    });
+    (shutdown, task, patches)
+}
+
+/// Waits (20 s at most) for a recorded status that `check` accepts.
+async fn status_where(
+    patches: &Patches,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = patches.lock().unwrap().iter().find(|s| check(s)) {
+            return status.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no status with {what}: {:?}",
+            patches.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_host_key_learned_on_first_use_is_in_the_device_status() {
+    let first = Fleet::start(FleetConfig {
+        devices: 1,
+        base_address: "127.41.5.1".parse().unwrap(),
+        port: 0,
+        interfaces: 1,
+        seed: 7,
+        ssh: Some(SshConfig {
+            port: 0,
+            config_change_every: None,
+            ..SshConfig::default()
+        }),
+        ..FleetConfig::default()
+    })
+    .await
+    .unwrap();
+    let fingerprint = |fleet: &Fleet| {
+        sshcli::session::LearnedHostKey::from_openssh(fleet.ssh_host_key().unwrap())
+            .unwrap()
+            .fingerprint
+    };
+    let learned = fingerprint(&first);
+    let (_secrets, dir) = secrets_dir();
+    let db = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", db.path().join("t.db").display());
+    let store = store::open(&url, true).await.unwrap();
+    let (stop, task, patches) =
+        collect_to_status(devices(&first, None), ssh_config(&dir), store.clone());
+    let synced = status_where(&patches, "the learned key, connected", |s| {
+        s["phase"] == "Connected" && s.get("sshHostKey").is_some()
+    })
+    .await;
+    let key = synced["sshHostKey"].clone();
+    assert_eq!(key["algorithm"], "ssh-ed25519");
+    assert_eq!(key["fingerprint"], learned.as_str());
+    // When it was recorded in the store, which every collector shares.
+    let name = DeviceKey::new(&first.devices()[0].name).unwrap();
+    let record = store
+        .cli_output(&name, "#ssh-host-key")
+        .await
+        .unwrap()
+        .unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(key["learnedAt"].as_str().unwrap()).unwrap();
+    assert_eq!(at.timestamp(), record.ts / 1_000_000_000);
+    let status: crds::DeviceStatus = serde_json::from_value(synced).unwrap();
+    assert_eq!(
+        status.ssh_host_key.map(|k| k.fingerprint),
+        Some(learned.clone())
+    );
+    stop.cancel();
+    task.await.unwrap();
+    first.shutdown().await;
+
+    // Another key at the same device: refused, both fingerprints in `lastError`, and
+    // the status still shows the key learned first (loaded from the store).
+    let second = Fleet::start(FleetConfig {
+        devices: 1,
+        base_address: "127.41.5.1".parse().unwrap(),
+        port: 0,
+        interfaces: 1,
+        seed: 8,
+        ssh: Some(SshConfig {
+            port: 0,
+            config_change_every: None,
+            ..SshConfig::default()
+        }),
+        ..FleetConfig::default()
+    })
+    .await
+    .unwrap();
+    let presented = fingerprint(&second);
+    assert_ne!(presented, learned);
+    let (stop, task, patches) = collect_to_status(devices(&second, None), ssh_config(&dir), store);
+    let refused = status_where(&patches, "the changed key refused", |s| {
+        s["phase"] == "Unreachable"
+    })
+    .await;
+    let error = refused["lastError"].as_str().unwrap();
+    assert!(
+        error.contains("host key mismatch")
+            && error.contains(&learned)
+            && error.contains(&presented),
+        "{error}"
+    );
+    assert_eq!(refused["sshHostKey"]["fingerprint"], learned.as_str());
+    stop.cancel();
+    task.await.unwrap();
+    second.shutdown().await;
 }

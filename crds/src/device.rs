@@ -88,7 +88,8 @@ pub struct DeviceSpec {
     #[schemars(length(min = 1, max = MAX_NAME_LEN), regex(pattern = NAME_PATTERN))]
     pub pool: Option<String>,
 
-    /// Secret (same namespace) holding the user name and password for gNMI and SSH.
+    /// Secret (same namespace) holding the user name and password for gNMI and SSH, and
+    /// the SSH enable secret under `enable-secret` if the device's `enable` asks for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<SecretRef>,
 
@@ -482,6 +483,25 @@ pub struct DeviceStatus {
     /// Whether the device sends what it was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_health: Option<SyncHealth>,
+
+    /// The SSH host key trusted on first use (`ssh.trustOnFirstUse`): learned on the first
+    /// connection and required ever after; a device presenting another key is refused
+    /// (`lastError` names both fingerprints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_host_key: Option<SshHostKeyStatus>,
+}
+
+/// An SSH host key learned on first use, as the collector recorded it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SshHostKeyStatus {
+    /// The key's algorithm as OpenSSH names it, e.g. `ssh-ed25519`.
+    pub algorithm: String,
+    /// SHA-256 fingerprint as `ssh-keygen -l` prints it: `SHA256:` and unpadded base64.
+    pub fingerprint: String,
+    /// When the key was learned (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
+    pub learned_at: String,
 }
 
 /// Lifecycle phase of a Device.

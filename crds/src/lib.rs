@@ -25,8 +25,8 @@ pub use device::{
     CliPlatform, DEFAULT_COMMAND_INTERVAL, DEFAULT_GNMI_PORT, DEFAULT_KNOWN_HOSTS_KEY,
     DEFAULT_PASSWORD_KEY, DEFAULT_SAMPLE_INTERVAL, DEFAULT_SSH_PORT, DEFAULT_SUBSCRIPTION_PATHS,
     DEFAULT_USERNAME_KEY, Device, DevicePhase, DeviceSpec, DeviceStatus, Encoding, GnmiSpec,
-    SecretRef, SshCommand, SshMode, SshSpec, SubscribeMode, Subscription, SubscriptionMode,
-    SyncHealth, TlsSpec, default_subscriptions,
+    SecretRef, SshCommand, SshHostKeyStatus, SshMode, SshSpec, SubscribeMode, Subscription,
+    SubscriptionMode, SyncHealth, TlsSpec, default_subscriptions,
 };
 pub use duration::{
     DURATION_PATTERN, DurationError, INTERVAL_PATTERN, MAX_INTERVAL, MIN_INTERVAL, parse_duration,

@@ -457,6 +457,7 @@ fn ssh_settings(
         fabric,
         epoch,
         sessions: Arc::new(tokio::sync::Semaphore::new(ssh.max_sessions)),
+        enable_password: ssh.enable_password.clone(),
     }))
 }
 

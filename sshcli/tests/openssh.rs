@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sshcli::Platform;
-use sshcli::session::{AuthMethod, Error, HostKeyPolicy, Mode, Session, SessionConfig};
+use sshcli::session::{
+    AuthMethod, EnableSecret, Error, HostKeyPolicy, Mode, Session, SessionConfig,
+};
 
 const SSHD: &str = "/usr/sbin/sshd";
 const USER: &str = "netpulse-ssh";
@@ -80,8 +82,17 @@ impl Sshd {
         Sshd::start_with(HostKeyType::Ed25519, "")
     }
 
+    /// An sshd whose device CLI runs with these arguments (`--enable-secret ...`).
+    fn start_cli(cli_args: &str) -> Sshd {
+        Sshd::start_full(HostKeyType::Ed25519, "", cli_args)
+    }
+
     /// An sshd with this host key type and extra configuration lines.
     fn start_with(host_key_type: HostKeyType, extra_config: &str) -> Sshd {
+        Sshd::start_full(host_key_type, extra_config, "")
+    }
+
+    fn start_full(host_key_type: HostKeyType, extra_config: &str, cli_args: &str) -> Sshd {
         assert!(Path::new(SSHD).exists(), "{SSHD} is missing: {SETUP_HINT}");
         let id = Command::new("id").arg(USER).output().unwrap();
         assert!(id.status.success(), "user {USER} is missing: {SETUP_HINT}");
@@ -114,7 +125,7 @@ impl Sshd {
             "ListenAddress 127.0.0.1\nPort {port}\nHostKey {host_key}\nPidFile {pid}\n\
              UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication yes\n\
              PubkeyAuthentication yes\nAuthorizedKeysFile {authorized}\nStrictModes no\n\
-             AllowUsers {USER}\nForceCommand {cli}\nMaxAuthTries 10\nLogLevel VERBOSE\n{extra_config}",
+             AllowUsers {USER}\nForceCommand {cli} {cli_args}\nMaxAuthTries 10\nLogLevel VERBOSE\n{extra_config}",
             host_key = path("host_key").display(),
             pid = path("sshd.pid").display(),
             authorized = path("authorized_keys").display(),
@@ -594,4 +605,69 @@ async fn legacy_algorithms_only_when_asked() {
     assert_eq!(out.exit_status, Some(0));
     let log = sshd.log();
     assert!(log.contains("Accepted password"), "{log}");
+}
+
+/// The enable secret of the fake CLI in the enable tests.
+const ENABLE_SECRET: &str = "en-s3cret";
+
+#[tokio::test]
+async fn enable_secret_answers_the_password_prompt() {
+    let sshd = Sshd::start_cli(&format!("--enable-secret {ENABLE_SECRET}"));
+    let mut config = sshd.password_config();
+    config.shell.enable_secret = Some(EnableSecret::new(ENABLE_SECRET));
+    let shown = format!("{config:?}");
+    assert!(!shown.contains(ENABLE_SECRET), "{shown}");
+    let (mut session, _) = Session::connect(&config).await.unwrap();
+    session.open_shell().await.unwrap();
+    // Privileged, paging off: the commands run as in a privileged shell.
+    let out = session.run("show interfaces").await.unwrap();
+    assert_eq!(out.text.lines().count(), 60, "{}", out.text);
+    assert!(!out.text.contains(ENABLE_SECRET));
+    // `disable` leaves privileged mode; the prompt is still recognised.
+    assert_eq!(session.run("disable").await.unwrap().text, "");
+}
+
+#[tokio::test]
+async fn wrong_enable_secret_is_a_clear_error_without_the_secret() {
+    // IOS style: asks three times, then `% Bad secrets`; the session gives up at the
+    // second prompt rather than send the same secret again.
+    let sshd = Sshd::start_cli(&format!("--enable-secret {ENABLE_SECRET}"));
+    let mut config = sshd.password_config();
+    config.shell.enable_secret = Some(EnableSecret::new("wrong-one"));
+    let (mut session, _) = Session::connect(&config).await.unwrap();
+    let error = session.open_shell().await.unwrap_err();
+    let Error::EnableDenied { device, reason } = &error else {
+        panic!("unexpected {error}")
+    };
+    assert_eq!(device, "leaf1");
+    assert!(reason.contains("asked for it again"), "{reason}");
+    let message = error.to_string();
+    assert!(message.contains("leaf1"), "{message}");
+    assert!(!message.contains("wrong-one"), "{message}");
+
+    // EOS style: `% Access denied` at once, back at `leaf1>`.
+    let sshd = Sshd::start_cli(&format!(
+        "--enable-secret {ENABLE_SECRET} --enable-style eos"
+    ));
+    let mut config = sshd.password_config();
+    config.shell.enable_secret = Some(EnableSecret::new("wrong-one"));
+    let (mut session, _) = Session::connect(&config).await.unwrap();
+    let error = session.shell_command("show version").await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "enable on leaf1 was refused: the enable secret was not accepted; \
+         device said \"% Access denied\""
+    );
+}
+
+#[tokio::test]
+async fn an_enable_password_prompt_without_a_secret_says_one_is_needed() {
+    let sshd = Sshd::start_cli(&format!("--enable-secret {ENABLE_SECRET}"));
+    let (mut session, _) = Session::connect(&sshd.password_config()).await.unwrap();
+    let error = session.open_shell().await.unwrap_err();
+    assert!(
+        matches!(&error, Error::EnableSecretRequired { device } if device == "leaf1"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("enable secret"), "{error}");
 }

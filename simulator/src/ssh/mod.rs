@@ -9,8 +9,9 @@
 //!
 //! The CLI (see [`server`]): exec requests run one command and close with exit status 0;
 //! a shell (with or without a PTY) prints a banner and starts in user mode (`host>`);
-//! `enable` (no enable password) goes to privileged mode (`host#`), which
-//! `show running-config` needs; `disable` goes back; `exit`, `quit` and `logout` close.
+//! `enable` goes to privileged mode (`host#`), which `show running-config` needs, after
+//! asking `Password:` when [`SshConfig::enable_password`] is set (a wrong one gets
+//! `% Access denied` and user mode again); `disable` goes back; `exit`, `quit` and `logout` close.
 //! Output longer than a page stops at ` --More-- ` until the client sends a space (next
 //! page), Enter (next line) or anything else (stop); `terminal length 0` turns paging
 //! off. The page length is the PTY's row count less one (24 without a PTY size).
@@ -25,7 +26,7 @@ use std::time::Duration;
 use russh::keys::PrivateKey;
 use russh::keys::ssh_key::private::Ed25519Keypair;
 
-pub(crate) use render::{Command, View};
+pub(crate) use render::{Command, ENABLE_DENIED, ENABLE_PASSWORD_PROMPT, View};
 pub(crate) use server::{Cli, Settings, methods, serve};
 
 use crate::fabric::Role;
@@ -139,6 +140,8 @@ pub struct SshConfig {
     pub slow_output: Option<Duration>,
     /// Most SSH connections open at once, fleet-wide; more are closed on accept.
     pub max_sessions: usize,
+    /// The password `enable` asks for (an enable secret); `None`: `enable` asks nothing.
+    pub enable_password: Option<String>,
 }
 
 impl Default for SshConfig {
@@ -151,6 +154,7 @@ impl Default for SshConfig {
             config_change_every: Some(Duration::from_secs(15 * 60)),
             slow_output: None,
             max_sessions: 4096,
+            enable_password: None,
         }
     }
 }

@@ -25,6 +25,10 @@ const CISCO_OUI: [u8; 3] = [0x00, 0x1b, 0x54];
 const IDENTITY_SALT: u64 = 0x4944_454e_5449_5459;
 /// Memory reported when the device serves no memory leaves: 8 GiB, a quarter used.
 const DEFAULT_MEMORY: (u64, u64) = (8 << 30, 2 << 30);
+/// What `enable` asks when the device has an enable password (typed without echo).
+pub(crate) const ENABLE_PASSWORD_PROMPT: &str = "Password: ";
+/// What a wrong enable password gets (IOS and EOS), before the user-mode prompt again.
+pub(crate) const ENABLE_DENIED: &str = "% Access denied";
 
 /// A line of input, understood.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{Command, Platform, View};
+use super::{Command, ENABLE_DENIED, ENABLE_PASSWORD_PROMPT, Platform, View};
 use crate::device::Device;
 use crate::fabric::Fabric;
 
@@ -51,6 +51,8 @@ pub(crate) struct Settings {
     pub epoch: Instant,
     /// Open connections, fleet-wide.
     pub sessions: Arc<Semaphore>,
+    /// The password `enable` asks for, if any.
+    pub enable_password: Option<String>,
 }
 
 /// The CLI of one device.
@@ -370,6 +372,8 @@ struct Shell {
     /// `terminal length N`, once given.
     length: Option<usize>,
     privileged: bool,
+    /// `enable` asked for its password: the next line is the password, not echoed.
+    enable_asked: bool,
     line: String,
     /// The last byte was `\r`: a `\n` right after it is the same Enter.
     after_cr: bool,
@@ -412,6 +416,10 @@ impl Shell {
                         reply.out.push_str("\r\n");
                     }
                     let line = std::mem::take(&mut self.line);
+                    if std::mem::take(&mut self.enable_asked) {
+                        self.enable_answered(&line, cli, &mut reply.out);
+                        continue;
+                    }
                     reply.ran_command = true;
                     if self.run(&line, cli, &mut reply.out) {
                         reply.close = true;
@@ -421,19 +429,20 @@ impl Shell {
                 // Backspace and delete.
                 0x08 | 0x7f => {
                     let erased = self.line.pop().is_some();
-                    if erased && self.pty {
+                    if erased && self.pty && !self.enable_asked {
                         reply.out.push_str("\x08 \x08");
                     }
                 }
                 // Ctrl-C: drop the line.
                 0x03 => {
                     self.line.clear();
+                    self.enable_asked = false;
                     reply.out.push_str("\r\n");
                     reply.out.push_str(&cli.prompt(self.privileged));
                 }
                 b if b.is_ascii_graphic() || b == b' ' => {
                     self.line.push(char::from(b));
-                    if self.pty {
+                    if self.pty && !self.enable_asked {
                         reply.out.push(char::from(b));
                     }
                 }
@@ -449,6 +458,11 @@ impl Shell {
         let command = Command::parse(line);
         let text = match command {
             Command::Exit => return true,
+            Command::Enable if !self.privileged && cli.settings.enable_password.is_some() => {
+                self.enable_asked = true;
+                out.push_str(ENABLE_PASSWORD_PROMPT);
+                return false;
+            }
             Command::Enable => {
                 self.privileged = true;
                 None
@@ -473,6 +487,17 @@ impl Shell {
             out.push_str(&cli.prompt(self.privileged));
         }
         false
+    }
+
+    /// Checks the password typed after `enable` asked for it.
+    fn enable_answered(&mut self, password: &str, cli: &Cli, out: &mut String) {
+        if cli.settings.enable_password.as_deref() == Some(password) {
+            self.privileged = true;
+        } else {
+            out.push_str(ENABLE_DENIED);
+            out.push_str("\r\n");
+        }
+        out.push_str(&cli.prompt(self.privileged));
     }
 
     /// Shows up to `n` pending lines (all of them when `n` is 0), then `--More--` or the
@@ -519,6 +544,7 @@ mod tests {
             fabric,
             epoch: Instant::now(),
             sessions: Arc::new(Semaphore::new(1)),
+            enable_password: None,
         };
         Cli {
             device: Arc::new(Device::new(device_name(0), 0, 4, 1, fabric, true)),
@@ -567,6 +593,27 @@ mod tests {
             sh.feed(b"show interfaces\r", &cli).out
         };
         assert!(!unpaged.contains(MORE) && unpaged.ends_with("sim-0001>"));
+    }
+
+    #[test]
+    fn enable_asks_for_the_enable_password_without_echo() {
+        let mut cli = cli(Platform::CiscoIos);
+        let settings = Arc::get_mut(&mut cli.settings).unwrap();
+        settings.enable_password = Some("s3cret".into());
+        let mut sh = shell();
+        sh.feed(b"terminal length 0\r", &cli);
+        assert_eq!(sh.feed(b"enable\r", &cli).out, "enable\r\nPassword: ");
+        let out = sh.feed(b"wrong\r", &cli).out;
+        assert_eq!(out, "\r\n% Access denied\r\nsim-0001>");
+        let out = sh.feed(b"show running-config\r", &cli).out;
+        assert!(out.contains("% Invalid input"), "{out}");
+        sh.feed(b"enable\r", &cli);
+        let out = sh.feed(b"s3cret\r", &cli).out;
+        assert_eq!(out, "\r\nsim-0001#");
+        let out = sh.feed(b"show running-config\r", &cli).out;
+        assert!(out.contains("hostname sim-0001"), "{out}");
+        // Privileged already: `enable` asks nothing.
+        assert_eq!(sh.feed(b"enable\r", &cli).out, "enable\r\nsim-0001#");
     }
 
     #[test]

@@ -38,6 +38,28 @@ pub struct LearnedHostKey {
     pub fingerprint: String,
 }
 
+impl LearnedHostKey {
+    /// A key recorded earlier, in OpenSSH public-key format (a comment is dropped), with
+    /// its fingerprint.
+    pub fn from_openssh(line: &str) -> Result<LearnedHostKey, String> {
+        let mut key = parse_openssh(line)?;
+        key.set_comment("");
+        let openssh = key
+            .to_openssh()
+            .map_err(|error| format!("cannot write public key {line:?}: {error}"))?;
+        Ok(LearnedHostKey {
+            openssh: openssh.trim().to_owned(),
+            fingerprint: fingerprint(&key),
+        })
+    }
+
+    /// The key's algorithm as OpenSSH names it (`ssh-ed25519`, `rsa-sha2-512` keys are
+    /// `ssh-rsa`).
+    pub fn algorithm(&self) -> &str {
+        self.openssh.split_whitespace().next().unwrap_or_default()
+    }
+}
+
 /// The SHA-256 fingerprint of a key as OpenSSH prints it: `SHA256:` and unpadded base64.
 pub fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
@@ -350,6 +372,10 @@ mod tests {
             panic!("not learned")
         };
         assert_eq!(learned.openssh, KEY_A.trim_end_matches(" a"));
+        // Read back from its record: the same key, fingerprint and algorithm.
+        assert_eq!(LearnedHostKey::from_openssh(KEY_A).unwrap(), learned);
+        assert_eq!(learned.algorithm(), "ssh-ed25519");
+        assert!(LearnedHostKey::from_openssh("ssh-ed25519 nope").is_err());
         let c = Checker::new(&HostKeyPolicy::TrustOnFirstUse {
             learned: Some(learned.openssh),
         })

@@ -182,6 +182,23 @@ pub enum Error {
         /// The last line received, to help write the prompt pattern.
         last_line: String,
     },
+    /// `enable` was answered with a password prompt and no enable secret is configured.
+    #[error("{device} asks for an enable secret to enter privileged mode, and none is configured")]
+    EnableSecretRequired {
+        /// The device.
+        device: String,
+    },
+    /// The device did not enter privileged mode after `enable`: the enable secret was
+    /// wrong (`% Access denied`, `% Bad secrets`, the password prompt again) or the user
+    /// may not enable. Never retried automatically. The secret is never part of it.
+    #[error("enable on {device} was refused: {reason}")]
+    EnableDenied {
+        /// The device.
+        device: String,
+        /// What happened, with what the device said (e.g. `the enable secret was not
+        /// accepted; device said "% Access denied"`).
+        reason: String,
+    },
     /// A command produced more output than the cap; it was abandoned.
     #[error("output of {command:?} on {device} exceeds {limit} bytes")]
     OutputTooLarge {
@@ -249,6 +266,28 @@ impl std::fmt::Debug for AuthMethod {
     }
 }
 
+/// The secret `enable` asks for (IOS `enable secret`, EOS `enable password`). `Debug`
+/// never shows it, and it is never logged or put in an error.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnableSecret(String);
+
+impl EnableSecret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        EnableSecret(secret.into())
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for EnableSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnableSecret(<redacted>)")
+    }
+}
+
 /// How commands run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
@@ -292,10 +331,13 @@ pub struct ShellSettings {
     /// The pager pattern answered with a space; default [`text::DEFAULT_PAGER`].
     pub pager: Option<String>,
     /// Whether `enable` is sent when the first prompt is unprivileged (ends in `>`), as
-    /// commands such as `show running-config` need; default yes. An enable secret is not
-    /// supported: a device that asks for one fails with [`Error::PromptNotFound`] naming
-    /// its `Password:` line.
+    /// commands such as `show running-config` need; default yes. When the device answers
+    /// with a password prompt ([`text::ENABLE_PASSWORD_PROMPT`]), `enable_secret` is sent;
+    /// the shell then needs a privileged prompt (`#`), else [`Error::EnableDenied`].
     pub enable: Option<bool>,
+    /// The secret for `enable`'s password prompt; without it, a device that asks fails
+    /// with [`Error::EnableSecretRequired`].
+    pub enable_secret: Option<EnableSecret>,
 }
 
 /// Everything needed to open a session to one device.
@@ -466,6 +508,9 @@ struct Patterns {
     pager: Regex,
     paging_off: Vec<String>,
     enable: bool,
+    enable_secret: Option<EnableSecret>,
+    /// The password prompt `enable` may answer with.
+    enable_password: Regex,
 }
 
 /// One SSH session to one device. See the [module documentation](self).
@@ -824,8 +869,18 @@ impl Session {
         debug!(device = %self.device, prompt = %first_prompt, "Shell open");
         self.shell = Some(shell);
         let unprivileged = first_prompt.trim_end().ends_with('>');
-        let enable = (self.patterns.enable && unprivileged).then(|| "enable".to_owned());
-        for command in enable.into_iter().chain(self.patterns.paging_off.clone()) {
+        if self.patterns.enable
+            && unprivileged
+            && let Err(error) = self.enable().await
+        {
+            // The shell may sit at a password prompt: do not type commands into it.
+            if let Some(shell) = self.shell.take() {
+                let _ = shell.channel.close().await;
+            }
+            warn!(device = %self.device, %error, "Enable failed");
+            return Err(error);
+        }
+        for command in self.patterns.paging_off.clone() {
             if let Err(error) = self.send_and_read(&command).await {
                 self.shell = None;
                 return Err(error);
@@ -834,9 +889,79 @@ impl Session {
         Ok(())
     }
 
+    /// Sends `enable`, answers its password prompt with the enable secret, and checks
+    /// that the prompt is privileged afterwards. The secret is sent once: a device that
+    /// asks again has refused it.
+    async fn enable(&mut self) -> Result<()> {
+        let (text, asked) = self.exchange("enable", "enable", true).await?;
+        if !asked {
+            return self.privileged_after(&text, "the prompt stayed unprivileged after enable");
+        }
+        let Some(secret) = self.patterns.enable_secret.clone() else {
+            return Err(Error::EnableSecretRequired {
+                device: self.device.clone(),
+            });
+        };
+        debug!(device = %self.device, "Enable secret requested");
+        let (text, asked_again) = self.exchange(secret.expose(), "enable", true).await?;
+        if asked_again {
+            return Err(self.enable_denied(
+                &text,
+                "the enable secret was not accepted (asked for it again)",
+            ));
+        }
+        self.privileged_after(&text, "the enable secret was not accepted")
+    }
+
+    /// Ok when the last line of `text` is a privileged prompt; else [`Error::EnableDenied`]
+    /// with `why` and what the device said.
+    fn privileged_after(&self, text: &str, why: &str) -> Result<()> {
+        let prompt = text.rsplit('\n').next().unwrap_or_default().trim_end();
+        if prompt.ends_with('#') {
+            debug!(device = %self.device, "Privileged mode");
+            return Ok(());
+        }
+        Err(self.enable_denied(text, why))
+    }
+
+    fn enable_denied(&self, text: &str, why: &str) -> Error {
+        let secret = self
+            .patterns
+            .enable_secret
+            .as_ref()
+            .map(EnableSecret::expose);
+        let reason = match text::device_message(text, secret) {
+            Some(said) => format!("{why}; device said {said:?}"),
+            None => why.to_owned(),
+        };
+        Error::EnableDenied {
+            device: self.device.clone(),
+            reason,
+        }
+    }
+
     /// Sends one command line to the open shell and returns its cleaned output.
     async fn send_and_read(&mut self, command: &str) -> Result<String> {
-        let during = || format!("running {command:?}");
+        debug!(device = %self.device, command, "Shell command");
+        let (cleaned, _) = self.exchange(command, command, false).await?;
+        let prompt = self
+            .shell
+            .as_ref()
+            .map_or_else(|| self.patterns.prompt.clone(), |s| s.prompt.clone());
+        Ok(text::command_output(&cleaned, command, &prompt))
+    }
+
+    /// Sends `line` to the open shell and reads until the prompt, or also until the
+    /// enable password prompt when `password` (then the flag returned is true). Returns
+    /// the cleaned text read. `label` names the command in errors and logs: `line` may be
+    /// a secret.
+    async fn exchange(
+        &mut self,
+        line: &str,
+        label: &str,
+        password: bool,
+    ) -> Result<(String, bool)> {
+        let during = || format!("running {label:?}");
         let after = self.timeouts.command;
         let deadline = Instant::now() + after;
         let Some(shell) = self.shell.as_mut() else {
@@ -851,37 +976,35 @@ impl Session {
                 during: during(),
             });
         }
-        debug!(device = %self.device, command, "Shell command");
-        let line = format!("{command}\n");
+        let line = format!("{line}\n");
         let sent = tokio::time::timeout_at(deadline, shell.channel.data(line.as_bytes())).await;
         let mut raw = Vec::new();
         let read = match sent {
             Err(_) => Err(ReadError::Timeout),
             Ok(Err(e)) => Err(ReadError::Ssh(e)),
             Ok(Ok(())) => {
-                read_until_prompt(
+                read_until(
                     shell,
                     &mut raw,
                     &self.patterns.pager,
+                    password.then_some(&self.patterns.enable_password),
                     self.max_output,
                     deadline,
                 )
                 .await
             }
         };
-        let prompt = shell.prompt.clone();
         match read {
-            Ok(()) => Ok(text::command_output(
-                &text::clean(&String::from_utf8_lossy(&raw)),
-                command,
-                &prompt,
+            Ok(stop) => Ok((
+                text::clean(&String::from_utf8_lossy(&raw)),
+                stop == Stop::Password,
             )),
             Err(ReadError::Timeout) => Err(Error::CommandTimeout {
                 device: self.device.clone(),
-                command: command.to_owned(),
+                command: label.to_owned(),
                 after,
             }),
-            Err(ReadError::TooLarge) => Err(self.too_large(command)),
+            Err(ReadError::TooLarge) => Err(self.too_large(label)),
             Err(ReadError::Refused) => Err(Error::Refused {
                 device: self.device.clone(),
                 request: "shell",
@@ -970,6 +1093,15 @@ enum ReadError {
     Ssh(russh::Error),
 }
 
+/// What ended a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The prompt.
+    Prompt,
+    /// The enable password prompt.
+    Password,
+}
+
 /// Reads shell output into `raw` until its last line matches the prompt, answering
 /// pagers with a space (the pager text is dropped from `raw`).
 async fn read_until_prompt(
@@ -979,6 +1111,20 @@ async fn read_until_prompt(
     max_output: usize,
     deadline: Instant,
 ) -> Result<(), ReadError> {
+    read_until(shell, raw, pager, None, max_output, deadline)
+        .await
+        .map(drop)
+}
+
+/// [`read_until_prompt`], also stopping at a last line matching `password`.
+async fn read_until(
+    shell: &mut Shell,
+    raw: &mut Vec<u8>,
+    pager: &Regex,
+    password: Option<&Regex>,
+    max_output: usize,
+    deadline: Instant,
+) -> Result<Stop, ReadError> {
     loop {
         let message = tokio::time::timeout_at(deadline, shell.channel.wait())
             .await
@@ -991,7 +1137,10 @@ async fn read_until_prompt(
                 }
                 let last = text::last_line(raw);
                 if shell.prompt.is_match(&last) {
-                    return Ok(());
+                    return Ok(Stop::Prompt);
+                }
+                if password.is_some_and(|p| p.is_match(&last)) {
+                    return Ok(Stop::Password);
                 }
                 if pager.is_match(&last) {
                     let keep = raw.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
@@ -1038,6 +1187,9 @@ fn compile_patterns(config: &SessionConfig) -> Result<Patterns> {
             .clone()
             .unwrap_or_else(|| text::default_paging_off(config.platform)),
         enable: settings.enable.unwrap_or(true),
+        enable_secret: settings.enable_secret.clone(),
+        enable_password: text::anchored(text::ENABLE_PASSWORD_PROMPT)
+            .map_err(|e| config.config_error(format!("enable password prompt: {e}")))?,
     })
 }
 
@@ -1198,6 +1350,15 @@ mod tests {
         let shown = format!("{:?}", AuthMethod::Password("hunter2".into()));
         assert!(!shown.contains("hunter2"));
         assert_eq!(shown, "password(<redacted>)");
+        let settings = ShellSettings {
+            enable_secret: Some(EnableSecret::new("hunter2")),
+            ..ShellSettings::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub fn default_paging_off(platform: Platform) -> Vec<String> {
 /// The default pager prompt: `--More--`, ` --More-- `, `-- More --`, `<--- More --->`.
 pub const DEFAULT_PAGER: &str = r"(?i)-+\s*more\s*-+>?";
 
+/// The password prompt `enable` answers with when an enable secret is set: `Password:`
+/// (IOS, EOS), `Enable password:`, `Enable secret:`; matched against the whole last line.
+pub const ENABLE_PASSWORD_PROMPT: &str = r"(?i)\s*(?:enable\s+)?(?:password|secret):\s*";
+
 /// Compiles a prompt pattern so that it must match the whole last line (trailing
 /// whitespace allowed).
 pub(crate) fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
@@ -81,6 +85,23 @@ fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
             }
         }
     }
+}
+
+/// What the device said in `cleaned` (the output of `enable` or of the secret, prompt
+/// last): its last non-blank line other than the prompt and the echoed `enable`, with
+/// `secret` masked should a device echo it. `None` when it said nothing.
+pub(crate) fn device_message(cleaned: &str, secret: Option<&str>) -> Option<String> {
+    let mut lines: Vec<&str> = cleaned.split('\n').collect();
+    lines.pop();
+    let said = lines
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty() && !l.ends_with("enable"))?;
+    Some(match secret.filter(|s| !s.is_empty()) {
+        Some(secret) => said.replace(secret, "<redacted>"),
+        None => said.to_owned(),
+    })
 }
 
 /// The output of one shell command: the cleaned text without the echoed command line
@@ -189,6 +210,40 @@ mod tests {
         assert_eq!(
             command_output("line 1\nleaf1#", "show x", &prompt),
             "line 1\n"
+        );
+    }
+
+    #[test]
+    fn enable_password_prompt_table() {
+        let re = anchored(ENABLE_PASSWORD_PROMPT).unwrap();
+        for ok in [
+            "Password:",
+            "Password: ",
+            "password:",
+            "Enable password: ",
+            "Secret:",
+        ] {
+            assert!(re.is_match(ok), "{ok}");
+        }
+        for bad in ["leaf1>", "% Bad passwords", "Password: hunter2", "enable"] {
+            assert!(!re.is_match(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn device_message_is_the_last_line_before_the_prompt_without_the_secret() {
+        assert_eq!(
+            device_message("\n% Access denied\n\nleaf1>", Some("s3cret")).as_deref(),
+            Some("% Access denied")
+        );
+        assert_eq!(device_message("enable\nleaf1>", None), None);
+        assert_eq!(
+            device_message("s3cret\n% Bad secrets\nleaf1>", Some("s3cret")).as_deref(),
+            Some("% Bad secrets")
+        );
+        assert_eq!(
+            device_message("% wrong: s3cret\nPassword: ", Some("s3cret")).as_deref(),
+            Some("% wrong: <redacted>")
         );
     }
 
