@@ -28,6 +28,7 @@ mod placement;
 mod query;
 mod single_node;
 mod sse_floor;
+mod ssh_poll;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -164,6 +165,9 @@ enum Command {
     /// A week of a small fleet in the bundled SQLite file: size, maintenance and query
     /// times (see `single_node.rs`).
     SingleNode(single_node::SingleNode),
+    /// One collector polling simulated devices over SSH, against a Python (scrapli)
+    /// baseline on the same devices (issue 7; see `ssh_poll.rs`).
+    SshPoll(ssh_poll::SshPoll),
     /// Time protobuf decoding of real Subscribe responses of one simulated device.
     Decode {
         /// Devices file written by `netpulse simulate --write-devices`.
@@ -698,6 +702,7 @@ fn main() -> anyhow::Result<()> {
         Command::Failover(cfg) => placement::failover(&cfg),
         Command::SingleNode(cfg) => runtime.block_on(single_node::run(&cfg)),
         Command::Query(cfg) => runtime.block_on(query::run(&cfg)),
+        Command::SshPoll(cfg) => runtime.block_on(ssh_poll::run(&cfg)),
         Command::Ingest {
             database_url,
             devices,
