@@ -1176,7 +1176,7 @@ fn compile_patterns(config: &SessionConfig) -> Result<Patterns> {
         .unwrap_or(text::default_prompt(config.platform));
     let prompt = text::anchored(prompt_source)
         .map_err(|e| config.config_error(format!("prompt pattern: {e}")))?;
-    let pager = Regex::new(settings.pager.as_deref().unwrap_or(text::DEFAULT_PAGER))
+    let pager = text::shared(settings.pager.as_deref().unwrap_or(text::DEFAULT_PAGER))
         .map_err(|e| config.config_error(format!("pager pattern: {e}")))?;
     Ok(Patterns {
         prompt,
