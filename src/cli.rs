@@ -184,12 +184,16 @@ pub struct GnmiArgs {
     #[arg(long, env = "NETPULSE_CLI_TEMPLATES", value_name = "DIR")]
     pub cli_templates: Option<PathBuf>,
 
-    /// Most SSH sessions this collector holds at once.
-    #[arg(long, env = "NETPULSE_SSH_SESSIONS", default_value_t = 256)]
+    /// Most SSH logins (connect, authenticate, open the shell) this collector has in
+    /// progress at once, so a reconnect storm comes in waves. A session gives its slot
+    /// back once it is up: open sessions are not capped (one per device), and every
+    /// device gets polled however many there are.
+    #[arg(long, env = "NETPULSE_SSH_SESSIONS", default_value_t = 64)]
     pub ssh_sessions: usize,
 
-    /// Most SSH sessions at once to the devices of one AAA group (`ssh.aaaGroup`), so a
-    /// reconnect storm does not overwhelm a TACACS+ or RADIUS server.
+    /// Most SSH logins in progress at once to the devices of one AAA group
+    /// (`ssh.aaaGroup`), so a reconnect storm does not overwhelm their TACACS+ or RADIUS
+    /// server. A session gives its slot back once it is up.
     #[arg(long, env = "NETPULSE_SSH_SESSIONS_PER_GROUP", default_value_t = 16)]
     pub ssh_sessions_per_group: usize,
 }

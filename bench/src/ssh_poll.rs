@@ -308,19 +308,13 @@ impl Store for CountingStore {
 async fn collect(cfg: &SshPoll) -> anyhow::Result<()> {
     let dir = cfg.dir.clone().context("--dir")?;
     let devices = collector::source::from_file(&dir.join(DEVICES_FILE))?;
-    let n = devices.len().max(1);
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(collector::CollectorMetrics::register(&mut registry));
     let store = Arc::new(CountingStore::default());
     let config = collector::CollectorConfig {
         secrets_dir: Some(dir.join(SECRETS_DIR)),
-        // One session per device, all held at once (sessions are long-lived: a device
-        // over the collector's cap would never be polled).
-        ssh_limits: sshcli::session::limit::Limits {
-            per_device: 1,
-            per_group: n,
-            global: n,
-        },
+        // The session caps of `netpulse collector`'s defaults (logins in progress at
+        // once; open sessions are not capped).
         ..collector::CollectorConfig::default()
     };
     println!("started rss_kib={}", rss_kib()?);

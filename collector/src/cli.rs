@@ -18,10 +18,19 @@
 //! - **Schedule.** Each command first runs at a random point of its interval (a fleet
 //!   does not poll in lock step), then every interval. A poll that overruns is reported
 //!   (`netpulse_collector_cli_overruns`) and the missed runs are skipped, never stacked.
+//!   Commands that fell due while the device had no session (opening, reconnecting) run
+//!   at a random point of the next min(interval, [`OVERDUE_WINDOW`]) once it opens, not
+//!   all at once ([`respread`]): sessions that open together after a storm would
+//!   otherwise poll together for good.
 //! - **Sessions.** One session per device, reused across polls and reset every
-//!   [`SESSION_RESET`]; capped per device, per AAA group and per collector
-//!   ([`sshcli::session::limit`]); a failed or closed session is retried with jittered
-//!   exponential backoff, a refused login or host key much later (retrying cannot help).
+//!   [`SESSION_RESET`]. Its slot (one session per device) is held for the session's
+//!   life; logins (connect, authenticate, shell and `enable`) are capped per AAA group
+//!   and per collector, their slots given back once the session is up
+//!   ([`sshcli::session::limit`]), so every device gets polled however many there are. A device waiting for a slot is
+//!   counted (`netpulse_collector_cli_waiting`); one waiting longer than
+//!   [`WAIT_REPORT`] is reported connecting with the cap it waits for. A failed or
+//!   closed session is retried with jittered exponential backoff, a refused login or
+//!   host key much later (retrying cannot help).
 //!   A reset is no state change: the device stays synced while the new session opens,
 //!   unless that takes longer than [`RESET_GRACE`] (then it is connecting) or fails (then
 //!   it is unreachable, as after any failure).
@@ -48,7 +57,7 @@ use crds::{CliPlatform, SshMode, SshSpec};
 use model::{DeviceKey, DeviceState, Sample};
 use sshcli::Platform;
 use sshcli::parse::{Field, Row, TemplateSet};
-use sshcli::session::limit::{Limiter, jittered_backoff};
+use sshcli::session::limit::{Blocked, Limiter, jittered_backoff};
 use sshcli::session::{
     self, AuthMethod, EnableSecret, HostKeyPolicy, LearnedHostKey, Mode, Session, SessionConfig,
 };
@@ -71,6 +80,15 @@ pub const SESSION_RESET: Duration = Duration::from_secs(3600);
 /// How long the session replacing a reset one may take to open before the device is
 /// reported connecting (until then it stays synced: a planned reset is no state change).
 pub const RESET_GRACE: Duration = Duration::from_secs(30);
+/// A device waiting this long for a session or login slot is reported connecting with
+/// the cap it waits for (and logged); until then it is only counted.
+pub const WAIT_REPORT: Duration = Duration::from_secs(30);
+/// Commands that fell due while a device had no session run at a random point of the
+/// next min(their interval, this) once it opens: long enough to give a fleet that
+/// reconnected together its spread back (uniform phases for intervals up to a minute),
+/// short enough that a long-interval command (a configuration backup) is not left stale
+/// for another full interval after an outage.
+pub const OVERDUE_WINDOW: Duration = Duration::from_secs(60);
 /// The pseudo-command under which a host key learned on first use is recorded.
 pub const HOST_KEY_RECORD: &str = "#ssh-host-key";
 /// Key of a private-key Secret when none is named (as in `kubernetes.io/ssh-auth`).
@@ -106,17 +124,21 @@ pub async fn run(
     let timing = Timing {
         reset: SESSION_RESET,
         reset_grace: RESET_GRACE,
+        wait_report: WAIT_REPORT,
     };
     run_with(device, tx, reporter, shared, config, shutdown, timing).await;
 }
 
-/// When sessions are reset: [`SESSION_RESET`] and [`RESET_GRACE`] but in tests.
+/// When sessions are reset and waits reported: [`SESSION_RESET`], [`RESET_GRACE`] and
+/// [`WAIT_REPORT`] but in tests.
 #[derive(Debug, Clone, Copy)]
 struct Timing {
     /// A session is reset after this long.
     reset: Duration,
     /// The replacing session may take this long before the device is reported connecting.
     reset_grace: Duration,
+    /// A wait for a session or login slot this long is reported.
+    wait_report: Duration,
 }
 
 /// [`run`] with its session timing.
@@ -143,6 +165,7 @@ async fn run_with(
         config,
         timing,
         unparsed: Mutex::default(),
+        waiting: Mutex::default(),
         shutdown,
     };
     task.supervise().instrument(span).await;
@@ -160,6 +183,8 @@ struct Task {
     timing: Timing,
     /// Commands whose output the template failed to parse last time (logged once).
     unparsed: Mutex<HashSet<String>>,
+    /// Why the device is waiting for a session or login slot, while it is.
+    waiting: Mutex<Option<String>>,
     shutdown: CancellationToken,
 }
 
@@ -207,14 +232,15 @@ impl Task {
             if !reset {
                 self.set_state(DeviceState::Connecting, None).await;
             }
-            let connecting = self.connect();
+            let connecting = self.connect(reset);
             tokio::pin!(connecting);
             let connected = tokio::select! {
                 () = self.shutdown.cancelled() => return,
                 c = &mut connecting => c,
                 () = tokio::time::sleep(self.timing.reset_grace), if reset => {
                     tracing::info!(device = %self.name(), grace_ms = self.timing.reset_grace.as_millis() as u64, "SSH session reset is slow to reconnect");
-                    self.set_state(DeviceState::Connecting, None).await;
+                    let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    self.set_state(DeviceState::Connecting, waiting).await;
                     tokio::select! {
                         () = self.shutdown.cancelled() => return,
                         c = &mut connecting => c,
@@ -284,19 +310,34 @@ impl Task {
             .collect()
     }
 
-    /// Opens a session (within the caps) and settles the platform.
-    async fn connect(&self) -> Result<(Connected, Platform), Refusal> {
-        let permit = self
-            .shared
-            .limiter
-            .acquire(self.name().as_str(), self.ssh.aaa_group.as_deref())
-            .await;
+    /// Opens a session (within the caps) and settles the platform. The device's session
+    /// slot is held for the session's life, the login slots until it is up. `reset`: the
+    /// previous session was reset as planned (the device stays synced meanwhile).
+    async fn connect(&self, reset: bool) -> Result<(Connected, Platform), Refusal> {
+        let limiter = &self.shared.limiter;
+        let device = self.name().as_str();
+        let group = self.ssh.aaa_group.as_deref();
+        let mut permit = match limiter.try_device(device) {
+            Some(permit) => permit,
+            None => {
+                let limit = limiter.limits().per_device;
+                let blocked = || Some(Blocked::Device { limit });
+                self.wait_for(limiter.device(device), blocked, reset).await
+            }
+        };
+        // Secrets and the recorded host key are read before logging in: a login slot is
+        // only held while talking to the device.
         let recorded = self.learned_key().await?;
         if let Some(record) = &recorded {
             self.show_host_key(&record.output, record.ts);
         }
         let learned = recorded.map(|r| r.output);
         let config = self.session_config(learned.clone()).await?;
+        if !limiter.try_login(&mut permit, group) {
+            let blocked = || limiter.login_blocked(group);
+            self.wait_for(limiter.login(&mut permit, group), blocked, reset)
+                .await;
+        }
         self.metrics().cli_connects.inc();
         let (mut session, newly_learned) = Session::connect(&config).await.map_err(refusal)?;
         if let Some(key) = newly_learned.filter(|_| learned.is_none()) {
@@ -336,6 +377,8 @@ impl Task {
                 })?
             }
         };
+        // Up: the AAA group and the collector may let the next login in.
+        permit.logged_in();
         Ok((
             Connected {
                 session,
@@ -344,6 +387,42 @@ impl Task {
             },
             platform,
         ))
+    }
+
+    /// Waits for `slot`, counted in `netpulse_collector_cli_waiting`. A wait longer than
+    /// [`WAIT_REPORT`] is logged with the cap `blocked` names, and the device reported
+    /// connecting with it (after a planned reset, the reset's grace reports it instead).
+    async fn wait_for<T>(
+        &self,
+        slot: impl Future<Output = T>,
+        blocked: impl Fn() -> Option<Blocked>,
+        reset: bool,
+    ) -> T {
+        let why = || {
+            blocked().map_or_else(
+                || "waiting for an SSH login slot".to_owned(),
+                waiting_reason,
+            )
+        };
+        let _waiting = Waiting::start(self, why());
+        tokio::pin!(slot);
+        let started = Instant::now();
+        tokio::select! {
+            got = &mut slot => return got,
+            () = tokio::time::sleep(self.timing.wait_report) => {}
+        }
+        let reason = why();
+        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+        tracing::info!(device = %self.name(), %reason, waited_s = started.elapsed().as_secs(), "SSH session waits for a slot");
+        if !reset {
+            self.set_state(DeviceState::Connecting, Some(reason)).await;
+        }
+        let got = slot.await;
+        tracing::info!(device = %self.name(), waited_s = started.elapsed().as_secs(), "SSH session got its slot");
+        if !reset {
+            self.set_state(DeviceState::Connecting, None).await;
+        }
+        got
     }
 
     /// Shows the host key trusted on first use (recorded at `at`, ns) in the state sink.
@@ -474,11 +553,9 @@ impl Task {
     ) -> Ended {
         self.set_state(DeviceState::Synced, None).await;
         self.metrics().cli_sessions.inc();
-        // Runs that fell due while there was no session are not overruns: they run now.
-        let now = Instant::now();
-        for due in schedule.iter_mut() {
-            due.next = due.next.max(now);
-        }
+        // Runs that fell due while there was no session are not overruns: they run soon,
+        // spread apart.
+        respread(schedule, Instant::now(), fastrand::f64);
         let ended = loop {
             if connected.opened.elapsed() >= self.timing.reset {
                 break Ended::Reset;
@@ -703,7 +780,60 @@ fn snapshot_rows(platform: Platform, rows: Vec<Row>) -> Vec<SnapshotRow> {
         .collect()
 }
 
-/// An open session and its permit.
+/// A wait for a session or login slot, counted in the waiting gauge while it lasts.
+struct Waiting<'a> {
+    task: &'a Task,
+}
+
+impl<'a> Waiting<'a> {
+    fn start(task: &'a Task, reason: String) -> Self {
+        task.metrics().cli_waiting.inc();
+        *task.waiting.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        Waiting { task }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.task.metrics().cli_waiting.dec();
+        *self.task.waiting.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// Why a device waits, in the words of its Device status.
+fn waiting_reason(blocked: Blocked) -> String {
+    match blocked {
+        Blocked::Device { limit } => format!(
+            "waiting for the SSH session already open to this device to close ({limit} per device)"
+        ),
+        Blocked::Group { group, limit } => format!(
+            "waiting to log in: {limit} SSH logins to AAA group {group} already in progress (--ssh-sessions-per-group)"
+        ),
+        Blocked::Collector { limit } => format!(
+            "waiting to log in: {limit} SSH logins of this collector already in progress (--ssh-sessions)"
+        ),
+    }
+}
+
+/// Spreads the commands that fell due before `now` (while the device had no session)
+/// over the next min(interval, [`OVERDUE_WINDOW`]): each at `jitter()` (in `[0, 1)`) of
+/// that window. Those not due yet keep their time. Each overdue command runs once, its
+/// missed runs are dropped (they are not overruns: there was no session to run them).
+fn respread(schedule: &mut [Due], now: Instant, mut jitter: impl FnMut() -> f64) {
+    for due in schedule.iter_mut().filter(|d| d.next <= now) {
+        let window = due.interval.min(OVERDUE_WINDOW);
+        let at = jitter();
+        let at = if at.is_finite() {
+            at.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        due.next = now + window.mul_f64(at);
+    }
+}
+
+/// An open session and its permit (the device's session slot; the login slots are
+/// given back once it is up).
 struct Connected {
     session: Session,
     _permit: sshcli::session::limit::Permit,
@@ -997,6 +1127,7 @@ mod tests {
         let timing = Timing {
             reset: Duration::from_millis(600),
             reset_grace: Duration::from_millis(1500),
+            wait_report: WAIT_REPORT,
         };
         let task = tokio::spawn(run_with(
             device,
@@ -1062,6 +1193,220 @@ mod tests {
         while states(&mut events, &mut seen).await.last() != Some(&DeviceState::Synced) {
             assert!(Instant::now() < deadline, "never synced again");
         }
+        shutdown.cancel();
+        task.await.unwrap();
+        fleet.shutdown().await;
+    }
+
+    fn due(command: &str, interval: Duration, next: Instant) -> Due {
+        Due {
+            command: command.to_owned(),
+            interval,
+            next,
+        }
+    }
+
+    #[test]
+    fn overdue_commands_are_spread_over_a_bounded_window_when_a_session_opens() {
+        let s = Duration::from_secs;
+        let now = Instant::now();
+        let mut schedule = [
+            due("show interfaces", s(5), now - s(3)),
+            due("show running-config", s(900), now - s(1)),
+            due("show version", s(10), now + s(2)),
+            due("show lldp neighbors", s(20), now),
+        ];
+        let mut draws = [0.5, 0.5, 0.25].into_iter();
+        respread(&mut schedule, now, || {
+            draws
+                .next()
+                .unwrap_or_else(|| panic!("drawn for a command not due"))
+        });
+        let next: Vec<Duration> = schedule
+            .iter()
+            .map(|d| d.next.duration_since(now))
+            .collect();
+        assert_eq!(
+            next,
+            [Duration::from_millis(2500), OVERDUE_WINDOW / 2, s(2), s(5),],
+            "overdue within min(interval, {OVERDUE_WINDOW:?}); not due: unchanged"
+        );
+        // Whatever the draw, an overdue command runs once, within its window.
+        for draw in [0.0, 0.999_999, 1.0, 7.0, -1.0, f64::NAN] {
+            let mut one = [due("show version", s(5), now - s(60))];
+            respread(&mut one, now, || draw);
+            assert!(one[0].next >= now && one[0].next <= now + s(5), "{draw}");
+        }
+    }
+
+    #[test]
+    fn a_fleet_reconnected_at_once_gets_its_spread_back() {
+        // 1,200 devices polling every 60 s, all overdue at the same instant (they
+        // reconnected together after an outage): once their sessions open, each 5 s of
+        // the next minute gets about a twelfth of the polls, not all of them.
+        let now = Instant::now();
+        let interval = Duration::from_secs(60);
+        let mut rng = fastrand::Rng::with_seed(17);
+        let mut bins = [0u32; 12];
+        for _ in 0..1200 {
+            let mut schedule = [due(
+                "show interfaces",
+                interval,
+                now - Duration::from_secs(1),
+            )];
+            respread(&mut schedule, now, || rng.f64());
+            let at = schedule[0].next.duration_since(now).as_secs() as usize;
+            bins[at / 5] += 1;
+        }
+        assert!(
+            bins.iter().all(|&n| (60..=140).contains(&n)),
+            "polls per 5 s: {bins:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_device_waiting_for_a_login_slot_is_counted_and_says_why() {
+        let fleet = simulator::Fleet::start(simulator::FleetConfig {
+            devices: 1,
+            base_address: "127.41.9.2".parse().unwrap(),
+            port: 0,
+            interfaces: 1,
+            seed: 5,
+            ssh: Some(simulator::SshConfig {
+                port: 0,
+                config_change_every: None,
+                ..simulator::SshConfig::default()
+            }),
+            ..simulator::FleetConfig::default()
+        })
+        .await
+        .unwrap();
+        let addr = fleet.devices()[0].ssh_addr.unwrap();
+        let secrets = tempfile::tempdir().unwrap();
+        let sim = secrets.path().join("sim");
+        std::fs::create_dir_all(&sim).unwrap();
+        std::fs::write(sim.join("username"), simulator::DEFAULT_SSH_USERNAME).unwrap();
+        std::fs::write(sim.join("password"), simulator::DEFAULT_SSH_PASSWORD).unwrap();
+        let config = CollectorConfig {
+            secrets_dir: Some(secrets.path().to_owned()),
+            ..CollectorConfig::default()
+        };
+        let name = DeviceKey::new("waits1").unwrap();
+        let mut spec = crds::DeviceSpec::new(addr.ip().to_string());
+        spec.gnmi.enabled = false;
+        spec.credentials = Some(crds::SecretRef {
+            name: "sim".into(),
+            username_key: None,
+            password_key: None,
+        });
+        spec.ssh = Some(SshSpec {
+            port: addr.port(),
+            host_key: Some(fleet.ssh_host_key().unwrap().to_owned()),
+            known_hosts_secret: None,
+            trust_on_first_use: false,
+            commands: vec![crds::SshCommand {
+                command: "show version".into(),
+                interval: "200ms".into(),
+            }],
+            platform: Some(CliPlatform::AristaEos),
+            mode: SshMode::Shell,
+            prompt: None,
+            legacy_algorithms: false,
+            aaa_group: Some("tacacs1".into()),
+            private_key_secret: None,
+        });
+        let device = DeviceEntry {
+            name: name.clone(),
+            spec,
+        };
+        let store = store::open("sqlite::memory:", true).await.unwrap();
+        let bus: Arc<dyn bus::Bus> = Arc::new(bus::MemoryBus::new());
+        let mut events = bus.subscribe(bus::Topic::Device(name.clone()));
+        let metrics = Arc::new(CollectorMetrics::default());
+        let (reporter, _writer) = Reporter::new(
+            store.clone(),
+            bus.clone(),
+            metrics.clone(),
+            crate::HealthBook::default(),
+            crate::membership::OwnershipTable::default(),
+            None,
+        );
+        let limiter = Arc::new(Limiter::new(sshcli::session::limit::Limits {
+            per_device: 1,
+            per_group: 1,
+            global: 8,
+        }));
+        // Another device of the group is logging in, and stays at it.
+        let blocker = limiter.try_acquire("other", Some("tacacs1")).unwrap();
+        let shared = Shared {
+            templates: Arc::new(TemplateSet::embedded().unwrap()),
+            limiter: limiter.clone(),
+            store,
+            sink: None,
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let shutdown = CancellationToken::new();
+        let timing = Timing {
+            reset: SESSION_RESET,
+            reset_grace: RESET_GRACE,
+            wait_report: Duration::from_millis(300),
+        };
+        let task = tokio::spawn(run_with(
+            device,
+            tx,
+            reporter,
+            shared,
+            config,
+            shutdown.clone(),
+            timing,
+        ));
+
+        // Counted as waiting at once, then reported connecting with the cap it waits for.
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let reason = loop {
+            states(&mut events, &mut seen).await;
+            if let Some(reason) = seen.iter().find_map(|e| e.error.clone()) {
+                break reason;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the wait was never reported: {seen:?}"
+            );
+        };
+        assert_eq!(metrics.cli_waiting.get(), 1);
+        assert_eq!(
+            metrics.cli_connects.get(),
+            0,
+            "no login past the group's cap"
+        );
+        assert!(
+            reason.contains("tacacs1") && reason.contains("--ssh-sessions-per-group"),
+            "{reason}"
+        );
+        assert!(
+            seen.iter().all(|e| e.state == DeviceState::Connecting),
+            "{seen:?}"
+        );
+
+        // The other login ends: this one logs in, and once its session is up, gives the
+        // group's login slot back while the session stays open.
+        drop(blocker);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while states(&mut events, &mut seen).await.last() != Some(&DeviceState::Synced) {
+            assert!(Instant::now() < deadline, "never synced: {seen:?}");
+        }
+        assert_eq!(metrics.cli_waiting.get(), 0);
+        assert_eq!(metrics.cli_sessions.get(), 1);
+        assert!(
+            limiter.try_acquire("third", Some("tacacs1")).is_some(),
+            "an open session holds no login slot"
+        );
+        assert!(
+            limiter.try_device("waits1").is_none(),
+            "the session holds its device's"
+        );
         shutdown.cancel();
         task.await.unwrap();
         fleet.shutdown().await;

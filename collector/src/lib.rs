@@ -113,7 +113,10 @@ pub struct CollectorConfig {
     /// A directory of TextFSM templates (laid out like ntc-templates' `templates/`, with
     /// an `index`) tried before the project's own.
     pub cli_templates_dir: Option<PathBuf>,
-    /// SSH session caps: per device, per AAA group, per collector.
+    /// SSH caps: one session per device for the session's life; logins in progress
+    /// (connect, authenticate, shell) per AAA group and per collector, released once the
+    /// session is up, so every device is polled however many there are (default 1, 16,
+    /// 64).
     pub ssh_limits: sshcli::session::limit::Limits,
 }
 

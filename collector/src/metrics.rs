@@ -82,7 +82,9 @@ pub struct CollectorMetrics {
     pub claims_refused: Counter,
     /// CLI commands run over SSH, by result.
     pub cli_polls: Family<CliResultLabel, Counter>,
-    /// Seconds per CLI command run.
+    /// Seconds per CLI command run: buckets from 0.5 ms, doubling, to 65.5 s (18), as a
+    /// nearby or simulated device answers in a millisecond or two and a slow one (a long
+    /// running config over a slow link) in tens of seconds.
     pub cli_poll_seconds: Histogram,
     /// CLI runs skipped because the previous one overran its interval.
     pub cli_overruns: Counter,
@@ -95,6 +97,9 @@ pub struct CollectorMetrics {
     pub cli_snapshot_changes: Counter,
     /// Open SSH sessions.
     pub cli_sessions: Gauge,
+    /// Devices waiting for an SSH session or login slot (a cap is reached: a login storm,
+    /// or caps too low for the fleet).
+    pub cli_waiting: Gauge,
     /// SSH connect attempts.
     pub cli_connects: Counter,
     /// SSH sessions opened again after a failure.
@@ -136,12 +141,13 @@ impl Default for CollectorMetrics {
             claims: Counter::default(),
             claims_refused: Counter::default(),
             cli_polls: Family::default(),
-            cli_poll_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            cli_poll_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 18)),
             cli_overruns: Counter::default(),
             cli_changes: Counter::default(),
             cli_parse_errors: Counter::default(),
             cli_snapshot_changes: Counter::default(),
             cli_sessions: Gauge::default(),
+            cli_waiting: Gauge::default(),
             cli_connects: Counter::default(),
             cli_reconnects: Counter::default(),
         }
@@ -293,6 +299,11 @@ impl CollectorMetrics {
         );
         r.register("cli_sessions", "Open SSH sessions", m.cli_sessions.clone());
         r.register(
+            "cli_waiting",
+            "Devices waiting for an SSH session or login slot (a session or login cap reached)",
+            m.cli_waiting.clone(),
+        );
+        r.register(
             "cli_connects",
             "SSH connect attempts",
             m.cli_connects.clone(),
@@ -326,5 +337,50 @@ impl CollectorMetrics {
                 state: state.as_str(),
             })
             .dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `le` bounds and cumulative counts of `name`'s buckets in the text exposition.
+    fn buckets(registry: &Registry, name: &str) -> Vec<(String, u64)> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let prefix = format!("{name}_bucket{{le=\"");
+        text.lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .filter_map(|rest| {
+                let (le, count) = rest.split_once("\"} ")?;
+                Some((le.to_owned(), count.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cli_poll_buckets_tell_a_millisecond_from_a_minute() {
+        let mut registry = Registry::default();
+        let metrics = CollectorMetrics::register(&mut registry);
+        for seconds in [0.0004, 0.0008, 0.0015, 0.003, 50.0] {
+            metrics.cli_poll_seconds.observe(seconds);
+        }
+        let buckets = buckets(&registry, "netpulse_collector_cli_poll_seconds");
+        let count = |le: &str| {
+            buckets
+                .iter()
+                .find(|(b, _)| b == le)
+                .map(|(_, c)| *c)
+                .unwrap_or_else(|| panic!("no bucket le={le} in {buckets:?}"))
+        };
+        // Sub-millisecond and millisecond polls land in buckets of their own.
+        assert_eq!(count("0.0005"), 1);
+        assert_eq!(count("0.001"), 2);
+        assert_eq!(count("0.002"), 3);
+        assert_eq!(count("0.004"), 4);
+        // A poll of nearly a minute is still below the last finite bound.
+        assert_eq!(count("65.536"), 5);
+        assert_eq!(buckets.len(), 19, "18 bounds and +Inf: {buckets:?}");
     }
 }

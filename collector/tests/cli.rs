@@ -2,7 +2,8 @@
 //! EOS-like and IOS-like output): an SSH-only device gets the same OpenConfig series as
 //! gNMI, its raw outputs are kept, its other parsed tables are stored as snapshots, and a
 //! host key learned on first use is recorded, enforced and shown in the Device status,
-//! and an enable secret answers `enable`.
+//! and an enable secret answers `enable`; a collector with more devices than its login
+//! caps polls them all.
 
 #![allow(clippy::unwrap_used)]
 
@@ -777,4 +778,74 @@ async fn the_host_key_learned_on_first_use_is_in_the_device_status() {
     stop.cancel();
     task.await.unwrap();
     second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_collector_with_more_ssh_devices_than_its_login_caps_polls_them_all() {
+    // Six devices, half of them behind one AAA server; one login at a time per AAA group
+    // and two per collector. Open sessions hold no login slot, so every device is polled.
+    let fleet = Fleet::start(FleetConfig {
+        devices: 6,
+        base_address: "127.41.6.1".parse().unwrap(),
+        port: 0,
+        interfaces: 1,
+        seed: 11,
+        ssh: Some(SshConfig {
+            port: 2222,
+            config_change_every: None,
+            ..SshConfig::default()
+        }),
+        ..FleetConfig::default()
+    })
+    .await
+    .unwrap();
+    let (_secrets, dir) = secrets_dir();
+    let host_key = fleet.ssh_host_key().unwrap().to_owned();
+    let mut entries = devices(&fleet, Some(host_key));
+    for entry in entries.iter_mut().take(3) {
+        if let Some(ssh) = entry.spec.ssh.as_mut() {
+            ssh.aaa_group = Some("tacacs1".into());
+        }
+    }
+    let names: Vec<DeviceKey> = entries.iter().map(|d| d.name.clone()).collect();
+    let config = CollectorConfig {
+        ssh_limits: sshcli::session::limit::Limits {
+            per_device: 1,
+            per_group: 1,
+            global: 2,
+        },
+        ..ssh_config(&dir)
+    };
+    let running = collect(entries, config).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut unpolled = Vec::new();
+        for name in &names {
+            let polled = running
+                .store
+                .cli_output(name, "show running-config")
+                .await
+                .unwrap()
+                .is_some();
+            if !polled {
+                unpolled.push(name.to_string());
+            }
+        }
+        if unpolled.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never polled: {unpolled:?}; {} sessions open, {} devices waiting",
+            running.metrics.cli_sessions.get(),
+            running.metrics.cli_waiting.get()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every session is open at once, and nobody waits.
+    assert_eq!(running.metrics.cli_sessions.get(), 6);
+    assert_eq!(running.metrics.cli_waiting.get(), 0);
+    let (_store, metrics, _db) = running.stop().await;
+    assert_eq!(metrics.cli_connects.get(), 6, "one login per device");
+    fleet.shutdown().await;
 }

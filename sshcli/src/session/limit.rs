@@ -1,9 +1,13 @@
-//! Limits on concurrent sessions, and the reconnect backoff.
+//! Limits on concurrent sessions and logins, and the reconnect backoff.
 //!
-//! Devices and AAA servers both suffer when a collector opens many sessions at once:
-//! a [`Limiter`] caps sessions per device, per AAA group (devices sharing a TACACS+ or
-//! RADIUS server) and per collector. [`backoff`] is the pure delay computation for
-//! reconnects; [`jittered_backoff`] feeds it randomness.
+//! Devices and AAA servers both suffer when a collector opens many sessions at once: a
+//! [`Limiter`] holds one session per device for the session's life, and caps the
+//! *logins* in progress (connect, authenticate, open the shell) per AAA group (devices
+//! sharing a TACACS+ or RADIUS server) and per collector. A login slot is given back once
+//! the session is up ([`Permit::logged_in`]): sessions are long-lived, so capping open
+//! sessions would leave every device over the cap unpolled for good, while what
+//! overwhelms an AAA server or a collector is a storm of logins. [`backoff`] is the pure
+//! delay computation for reconnects; [`jittered_backoff`] feeds it randomness.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,11 +18,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Concurrency caps; each at least 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Sessions to one device.
+    /// Sessions open to one device at once, held for each session's life.
     pub per_device: usize,
-    /// Sessions to devices of one AAA group.
+    /// Logins in progress at once to the devices of one AAA group (what a TACACS+ or
+    /// RADIUS server sees of a reconnect storm); open sessions do not count.
     pub per_group: usize,
-    /// Sessions of this collector.
+    /// Logins in progress at once in this collector (a connect storm); open sessions do
+    /// not count, so a collector with more devices than this still polls them all.
     pub global: usize,
 }
 
@@ -26,7 +32,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             per_device: 1,
-            per_group: 8,
+            per_group: 16,
             global: 64,
         }
     }
@@ -50,12 +56,54 @@ pub struct Limiter {
 /// and nobody can be about to use it.
 type Keyed = Mutex<HashMap<String, Arc<Semaphore>>>;
 
-/// The right to hold one session; released on drop.
+/// The right to hold one session to a device, and while it logs in, a login slot of its
+/// AAA group and of the collector; all released on drop.
 #[derive(Debug)]
 pub struct Permit {
     _device: Slot,
+    login: Option<Login>,
+}
+
+/// The login slots of a [`Permit`].
+#[derive(Debug)]
+struct Login {
     _group: Option<Slot>,
     _global: OwnedSemaphorePermit,
+}
+
+impl Permit {
+    /// The session is up: gives back the login slots (AAA group, collector) and keeps
+    /// the device's for as long as the permit lives.
+    pub fn logged_in(&mut self) {
+        self.login = None;
+    }
+
+    /// Whether the permit still holds login slots.
+    pub fn logging_in(&self) -> bool {
+        self.login.is_some()
+    }
+}
+
+/// The cap a wait for a [`Permit`] is held up by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocked {
+    /// Another session to the device is open (or opening).
+    Device {
+        /// The cap ([`Limits::per_device`]).
+        limit: usize,
+    },
+    /// The AAA group has as many logins in progress as it may.
+    Group {
+        /// The AAA group.
+        group: String,
+        /// The cap ([`Limits::per_group`]).
+        limit: usize,
+    },
+    /// The collector has as many logins in progress as it may.
+    Collector {
+        /// The cap ([`Limits::global`]).
+        limit: usize,
+    },
 }
 
 /// A handle on a keyed semaphore, and the permit taken from it once there is one. Dropping
@@ -131,40 +179,108 @@ impl Limiter {
         }
     }
 
-    /// Waits for a slot for `device` (in AAA `group`, if any). Permits are always taken
-    /// in the order device, group, global, so waiters cannot deadlock each other.
+    /// Waits for a session to `device` and a login slot (in AAA `group`, if any):
+    /// [`Limiter::device`] then [`Limiter::login`].
     pub async fn acquire(&self, device: &str, group: Option<&str>) -> Permit {
-        let device_slot = Slot::of(&self.devices, device, self.limits.per_device);
-        let group_slot = group.map(|g| Slot::of(&self.groups, g, self.limits.per_group));
-        let device_slot = device_slot.acquire().await;
-        let group_slot = match group_slot {
-            Some(slot) => Some(slot.acquire().await),
-            None => None,
-        };
-        let global_permit = acquire(Arc::clone(&self.global)).await;
+        let mut permit = self.device(device).await;
+        self.login(&mut permit, group).await;
+        permit
+    }
+
+    /// A session and a login slot now, or `None` if any cap is reached.
+    pub fn try_acquire(&self, device: &str, group: Option<&str>) -> Option<Permit> {
+        let mut permit = self.try_device(device)?;
+        self.try_login(&mut permit, group).then_some(permit)
+    }
+
+    /// Waits for a session to `device`, without a login slot yet.
+    pub async fn device(&self, device: &str) -> Permit {
         Permit {
-            _device: device_slot,
-            _group: group_slot,
-            _global: global_permit,
+            _device: Slot::of(&self.devices, device, self.limits.per_device)
+                .acquire()
+                .await,
+            login: None,
         }
     }
 
-    /// A slot now, or `None` if any cap is reached.
-    pub fn try_acquire(&self, device: &str, group: Option<&str>) -> Option<Permit> {
-        let device_slot = Slot::of(&self.devices, device, self.limits.per_device).try_acquire()?;
-        let group_slot = match group {
-            Some(g) => Some(Slot::of(&self.groups, g, self.limits.per_group).try_acquire()?),
-            None => None,
-        };
-        let global_permit = Arc::clone(&self.global).try_acquire_owned().ok()?;
+    /// A session to `device` now (without a login slot), or `None` at its cap.
+    pub fn try_device(&self, device: &str) -> Option<Permit> {
         Some(Permit {
-            _device: device_slot,
-            _group: group_slot,
-            _global: global_permit,
+            _device: Slot::of(&self.devices, device, self.limits.per_device).try_acquire()?,
+            login: None,
         })
     }
 
-    /// Free global slots.
+    /// Waits for login slots of AAA `group` (if any) and of the collector, in that order
+    /// (after the device's: permits are always taken device, group, global, so waiters
+    /// cannot deadlock each other). A permit that still holds them keeps them.
+    pub async fn login(&self, permit: &mut Permit, group: Option<&str>) {
+        if permit.login.is_some() {
+            return;
+        }
+        let group = match group {
+            Some(g) => Some(
+                Slot::of(&self.groups, g, self.limits.per_group)
+                    .acquire()
+                    .await,
+            ),
+            None => None,
+        };
+        let global = acquire(Arc::clone(&self.global)).await;
+        permit.login = Some(Login {
+            _group: group,
+            _global: global,
+        });
+    }
+
+    /// Takes login slots now, as [`Limiter::login`]; `false` (and nothing taken) if a cap
+    /// is reached.
+    pub fn try_login(&self, permit: &mut Permit, group: Option<&str>) -> bool {
+        if permit.login.is_some() {
+            return true;
+        }
+        let group = match group {
+            Some(g) => match Slot::of(&self.groups, g, self.limits.per_group).try_acquire() {
+                Some(slot) => Some(slot),
+                None => return false,
+            },
+            None => None,
+        };
+        let Ok(global) = Arc::clone(&self.global).try_acquire_owned() else {
+            return false;
+        };
+        permit.login = Some(Login {
+            _group: group,
+            _global: global,
+        });
+        true
+    }
+
+    /// What keeps a login in AAA `group` (if any) from its slots now, if anything: the
+    /// group's cap first, as [`Limiter::login`] waits for it first.
+    pub fn login_blocked(&self, group: Option<&str>) -> Option<Blocked> {
+        if let Some(g) = group {
+            let full = lock(&self.groups)
+                .get(g)
+                .is_some_and(|s| s.available_permits() == 0);
+            if full {
+                return Some(Blocked::Group {
+                    group: g.to_owned(),
+                    limit: self.limits.per_group,
+                });
+            }
+        }
+        (self.global.available_permits() == 0).then_some(Blocked::Collector {
+            limit: self.limits.global,
+        })
+    }
+
+    /// The caps of this limiter (zeros raised to 1).
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Free login slots of the collector.
     pub fn available(&self) -> usize {
         self.global.available_permits()
     }
@@ -377,6 +493,74 @@ mod tests {
             task.await.unwrap_or_else(|e| panic!("{e}"));
         }
         assert_eq!(overlaps.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(limiter.tracked(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn logins_are_capped_until_logged_in_and_sessions_only_per_device() {
+        tokio::time::pause();
+        let limiter = Arc::new(Limiter::new(Limits {
+            per_device: 1,
+            per_group: 1,
+            global: 2,
+        }));
+        let mut a = limiter.acquire("a", Some("tacacs1")).await;
+        assert!(a.logging_in());
+        // While `a` logs in, its group is full; another group takes the second global slot.
+        assert!(limiter.try_acquire("b", Some("tacacs1")).is_none());
+        assert_eq!(
+            limiter.login_blocked(Some("tacacs1")),
+            Some(Blocked::Group {
+                group: "tacacs1".into(),
+                limit: 1
+            })
+        );
+        let mut c = limiter.acquire("c", Some("radius")).await;
+        assert_eq!(
+            limiter.login_blocked(None),
+            Some(Blocked::Collector { limit: 2 })
+        );
+        let spawn = |device: &'static str, group: Option<&'static str>| {
+            let limiter = Arc::clone(&limiter);
+            tokio::spawn(async move { limiter.acquire(device, group).await })
+        };
+        let (b, d) = (spawn("b", Some("tacacs1")), spawn("d", None));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!b.is_finished() && !d.is_finished(), "two logins at most");
+        // Up: `a` and `c` give their login slots back and keep their sessions.
+        a.logged_in();
+        c.logged_in();
+        assert!(!a.logging_in());
+        let b = tokio::time::timeout(Duration::from_secs(1), b).await;
+        let d = tokio::time::timeout(Duration::from_secs(1), d).await;
+        let (Ok(Ok(mut b)), Ok(Ok(mut d))) = (b, d) else {
+            panic!("logins still waiting after the sessions before them came up");
+        };
+        b.logged_in();
+        d.logged_in();
+        assert!(
+            limiter.try_device("a").is_none(),
+            "a's session is still open"
+        );
+        assert_eq!(limiter.login_blocked(Some("tacacs1")), None);
+        // Many more sessions than logins at once: each logs in in turn, all stay open.
+        let mut open = vec![a, b, c, d];
+        for i in 0..20 {
+            let name = format!("x{i}");
+            let login = limiter.acquire(&name, Some("tacacs1"));
+            let mut permit = tokio::time::timeout(Duration::from_secs(1), login)
+                .await
+                .unwrap_or_else(|_| panic!("session {i} starved by open sessions"));
+            permit.logged_in();
+            open.push(permit);
+        }
+        assert_eq!(limiter.available(), 2);
+        assert_eq!(
+            limiter.tracked(),
+            (24, 0),
+            "open sessions hold no group slot"
+        );
+        drop(open);
         assert_eq!(limiter.tracked(), (0, 0));
     }
 

@@ -495,22 +495,22 @@ impl client::Handler for Client {
 /// The interactive shell of a session.
 struct Shell {
     channel: russh::Channel<client::Msg>,
-    prompt: Regex,
+    prompt: text::Prompt,
     closed: bool,
 }
 
 /// Compiled shell patterns.
 #[derive(Debug, Clone)]
 struct Patterns {
-    prompt: Regex,
+    prompt: text::Prompt,
     /// Whether the prompt is the platform default, which is pinned to the hostname.
     default_prompt: bool,
-    pager: Regex,
+    pager: Arc<Regex>,
     paging_off: Vec<String>,
     enable: bool,
     enable_secret: Option<EnableSecret>,
     /// The password prompt `enable` may answer with.
-    enable_password: Regex,
+    enable_password: Arc<Regex>,
 }
 
 /// One SSH session to one device. See the [module documentation](self).
@@ -858,11 +858,7 @@ impl Session {
         }
         let first_prompt = text::last_line(&raw);
         if self.patterns.default_prompt
-            && let Some(host) = shell
-                .prompt
-                .captures(&first_prompt)
-                .and_then(|c| c.name("host"))
-            && let Ok(pinned) = text::pinned_prompt(host.as_str())
+            && let Some(pinned) = shell.prompt.pinned_by(&first_prompt)
         {
             shell.prompt = pinned;
         }
@@ -1175,6 +1171,7 @@ fn compile_patterns(config: &SessionConfig) -> Result<Patterns> {
         .as_deref()
         .unwrap_or(text::default_prompt(config.platform));
     let prompt = text::anchored(prompt_source)
+        .map(text::Prompt::new)
         .map_err(|e| config.config_error(format!("prompt pattern: {e}")))?;
     let pager = text::shared(settings.pager.as_deref().unwrap_or(text::DEFAULT_PAGER))
         .map_err(|e| config.config_error(format!("pager pattern: {e}")))?;

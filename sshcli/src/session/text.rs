@@ -2,7 +2,7 @@
 //! recognising the prompt and the pager. Pure functions, unit-tested beside the code.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use regex::Regex;
 
@@ -38,42 +38,71 @@ pub const ENABLE_PASSWORD_PROMPT: &str = r"(?i)\s*(?:enable\s+)?(?:password|secr
 const MAX_SHARED: usize = 256;
 
 /// Patterns compiled once per process, by source.
-static SHARED: LazyLock<Mutex<HashMap<String, Regex>>> = LazyLock::new(Mutex::default);
+static SHARED: LazyLock<Mutex<HashMap<String, Arc<Regex>>>> = LazyLock::new(Mutex::default);
 
-/// `pattern` compiled once per process and shared by every session: a clone of a
-/// compiled regex shares its program. (Compiling the default prompt per session, with a
-/// Unicode `\w` repeated 62 times, cost 18.5 ms of CPU and 3.7 MiB per session:
-/// 9.5 GiB and a reconnect storm at 2,000 devices, `netpulse-bench ssh-poll`.)
-pub(crate) fn shared(pattern: &str) -> Result<Regex, regex::Error> {
+/// `pattern` compiled once per process and shared by every session: one program and one
+/// pool of search caches (as many as threads search at once), not one per session.
+/// (Compiling the default prompt per session, with a Unicode `\w` repeated 62 times,
+/// cost 18.5 ms of CPU and 3.7 MiB per session: 9.5 GiB and a reconnect storm at 2,000
+/// devices, `netpulse-bench ssh-poll`.)
+pub(crate) fn shared(pattern: &str) -> Result<Arc<Regex>, regex::Error> {
     let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(regex) = shared.get(pattern) {
-        return Ok(regex.clone());
+        return Ok(Arc::clone(regex));
     }
-    let regex = Regex::new(pattern)?;
+    let regex = Arc::new(Regex::new(pattern)?);
     if shared.len() < MAX_SHARED {
-        shared.insert(pattern.to_owned(), regex.clone());
+        shared.insert(pattern.to_owned(), Arc::clone(&regex));
     }
     Ok(regex)
 }
 
-/// A prompt pattern as it must match: the whole last line (trailing whitespace allowed).
-fn anchor(pattern: &str) -> String {
-    format!(r"^(?:{pattern})\s*$")
-}
-
 /// Compiles a prompt pattern so that it must match the whole last line (trailing
 /// whitespace allowed); shared by every session ([`shared`]).
-pub(crate) fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
-    shared(&anchor(pattern))
+pub(crate) fn anchored(pattern: &str) -> Result<Arc<Regex>, regex::Error> {
+    shared(&format!(r"^(?:{pattern})\s*$"))
 }
 
-/// The prompt pinned to the hostname seen in the first prompt, keeping the optional mode
-/// (one per device: compiled per session, small).
-pub(crate) fn pinned_prompt(host: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&anchor(&format!(
-        r"{}(?:\([A-Za-z0-9_.\-/:]*\))?[>#]",
-        regex::escape(host)
-    )))
+/// A prompt: a shared pattern, pinned to the hostname seen in the first prompt when the
+/// pattern has a `host` group (the platforms' defaults), so output lines that look like
+/// another device's prompt do not end a command. Pinning compares the `host` group with
+/// the name rather than compiling a pattern per session.
+#[derive(Debug, Clone)]
+pub(crate) struct Prompt {
+    pattern: Arc<Regex>,
+    host: Option<Arc<str>>,
+}
+
+impl Prompt {
+    /// `pattern`, matching any host.
+    pub(crate) fn new(pattern: Arc<Regex>) -> Self {
+        Self {
+            pattern,
+            host: None,
+        }
+    }
+
+    /// This prompt pinned to the host named in `line`, if `line` is a prompt with a
+    /// `host` group.
+    pub(crate) fn pinned_by(&self, line: &str) -> Option<Self> {
+        let host = self.pattern.captures(line)?.name("host")?.as_str().into();
+        Some(Self {
+            pattern: Arc::clone(&self.pattern),
+            host: Some(host),
+        })
+    }
+
+    /// Whether `line` is this prompt.
+    pub(crate) fn is_match(&self, line: &str) -> bool {
+        match &self.host {
+            None => self.pattern.is_match(line),
+            Some(host) => self
+                .pattern
+                .captures(line)
+                .and_then(|c| c.name("host"))
+                .is_some_and(|h| h.as_str() == &**host),
+        }
+    }
 }
 
 /// The last line of a raw buffer (after its last `\n`), cleaned.
@@ -141,7 +170,7 @@ pub(crate) fn device_message(cleaned: &str, secret: Option<&str>) -> Option<Stri
 
 /// The output of one shell command: the cleaned text without the echoed command line
 /// and without the trailing prompt, ending with a newline when not empty.
-pub(crate) fn command_output(cleaned: &str, command: &str, prompt: &Regex) -> String {
+pub(crate) fn command_output(cleaned: &str, command: &str, prompt: &Prompt) -> String {
     let mut lines: Vec<&str> = cleaned.split('\n').collect();
     if lines.last().is_some_and(|l| prompt.is_match(l)) {
         lines.pop();
@@ -224,10 +253,16 @@ mod tests {
 
     #[test]
     fn pinned_prompt_only_matches_the_host() {
-        let re = pinned_prompt("leaf1").unwrap();
+        let any = Prompt::new(anchored(default_prompt(Platform::CiscoIos)).unwrap());
+        assert!(any.is_match("leaf2#"));
+        assert!(any.pinned_by("show version").is_none());
+        let re = any.pinned_by("leaf1>").unwrap();
         assert!(re.is_match("leaf1#"));
         assert!(re.is_match("leaf1(config)#"));
+        assert!(re.is_match("leaf1> "));
         assert!(!re.is_match("leaf2#"));
+        assert!(!re.is_match("leaf10#"));
+        assert!(!re.is_match("xleaf1#"));
     }
 
     #[test]
@@ -241,7 +276,9 @@ mod tests {
 
     #[test]
     fn command_output_strips_echo_and_prompt() {
-        let prompt = pinned_prompt("leaf1").unwrap();
+        let prompt = Prompt::new(anchored(default_prompt(Platform::AristaEos)).unwrap())
+            .pinned_by("leaf1#")
+            .unwrap();
         let got = command_output(
             "show version\nline 1\nline 2\nleaf1#",
             "show version",
