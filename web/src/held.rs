@@ -5,17 +5,25 @@
 //! connection keeps an 8 KiB read and an 8 KiB write buffer (fixed minimums) and its
 //! connection task for the whole stream: 22.0 KiB per held stream before any netpulse
 //! code, against 1.0 KiB for a task holding only the socket (`netpulse-bench
-//! sse-floor`). So [`crate::serve_with_live`] reads a fresh connection's first request
-//! head itself (into a buffer freed once it is parsed):
+//! sse-floor`). So [`crate::serve_with_live`] reads each request head of a connection
+//! itself ([`connection`]; into a buffer freed once it is parsed):
 //!
 //! - `GET /devices/{name}/live` over HTTP/1.1 for a known device: the stream is served
 //!   here, by a task that owns the socket and writes the events as chunks
 //!   (`text/event-stream`, chunked, keep-alive comments every 15 s as axum's `Sse`);
 //!   the same events as the axum route ([`crate::live::open`]).
-//! - anything else (other paths, HTTP/1.0, a head that does not parse, an unknown
-//!   device, a query the route would refuse): the bytes read so far are handed to
-//!   hyper in front of the socket ([`Prefixed`]), which answers as it always did,
-//!   errors included.
+//! - an HTTP/1.1 `GET` or `HEAD` without a body (pages, assets, the API, health; also
+//!   a live request the route refuses: unknown device, bad query): lent to hyper for
+//!   that one request ([`Prefixed::once`]: its input ends after the head, so hyper
+//!   answers and gives the socket back, keep-alive intact), then the next head is read
+//!   here. Browsers ask for the stream on a connection they loaded the page on, and an
+//!   ingress reuses its upstream connections: those streams are held too.
+//! - anything else (HTTP/1.0, a body, an upgrade, `Connection: close`, a head that does
+//!   not parse): the bytes read so far are handed to hyper in front of the socket
+//!   ([`Prefixed`]) for the rest of the connection, which answers as it always did.
+//!
+//! The first head must come within 30 s, later ones within 75 s of the last response
+//! (an idle kept-alive connection is then closed).
 //!
 //! A held stream ends when the browser goes (its socket reads end or writes fail) or at
 //! shutdown; it is not part of the graceful drain (a stream has no end to wait for).
@@ -38,6 +46,9 @@ use crate::live::{self, LiveEvent, LiveQuery};
 pub(crate) const HEAD_LIMIT: usize = 16 * 1024;
 /// A connection that has not sent a whole request head by then is closed.
 pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// A kept-alive connection without a new request for this long is closed (longer than
+/// the 60 s an nginx ingress keeps idle upstream connections, so it closes first).
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// A comment is sent after this long without an event, so proxies keep the stream and
 /// a gone browser is noticed (axum's `KeepAlive::default()`).
 pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -51,7 +62,10 @@ pub(crate) enum Head {
     Incomplete,
     /// A live stream this module serves.
     Live(LiveRequest),
-    /// Anything else: hyper's.
+    /// A request without a body that hyper answers alone (the head is this many
+    /// bytes); the connection comes back here for the next request.
+    Simple(usize),
+    /// Anything else: hyper's, for the rest of the connection.
     Other,
 }
 
@@ -73,8 +87,30 @@ pub(crate) fn parse_head(buf: &[u8]) -> Head {
         Ok(httparse::Status::Partial) => Head::Incomplete,
         // hyper answers malformed heads (400, 431) as before.
         Err(_) => Head::Other,
-        Ok(httparse::Status::Complete(_)) => live_request(&request).map_or(Head::Other, Head::Live),
+        Ok(httparse::Status::Complete(n)) => match live_request(&request) {
+            Some(live) => Head::Live(live),
+            None if simple(&request) => Head::Simple(n),
+            None => Head::Other,
+        },
     }
+}
+
+/// Whether hyper can answer `request` alone and give the connection back: HTTP/1.1
+/// `GET` or `HEAD` without a body, an upgrade, or `Connection: close`.
+fn simple(request: &httparse::Request<'_, '_>) -> bool {
+    if !matches!(request.method, Some("GET" | "HEAD")) || request.version != Some(1) {
+        return false;
+    }
+    request.headers.iter().all(|header| {
+        let name = header.name;
+        let value = String::from_utf8_lossy(header.value);
+        !(name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("upgrade")
+            || name.eq_ignore_ascii_case("expect")
+            || (name.eq_ignore_ascii_case("content-length") && value.trim() != "0")
+            || (name.eq_ignore_ascii_case("connection")
+                && value.to_ascii_lowercase().contains("close")))
+    })
 }
 
 fn live_request(request: &httparse::Request<'_, '_>) -> Option<LiveRequest> {
@@ -110,32 +146,40 @@ fn live_request(request: &httparse::Request<'_, '_>) -> Option<LiveRequest> {
     Some(LiveRequest { name, query, since })
 }
 
-/// What [`sniff`] found on a fresh connection.
+/// What [`sniff`] found.
 pub(crate) enum Sniffed {
     /// Served here until the browser goes.
     Live(mpsc::Receiver<LiveEvent>),
+    /// One request for hyper (its head), and what the client sent after it.
+    Simple { head: Vec<u8>, rest: Vec<u8> },
     /// For hyper, with the bytes already read.
     Other(Vec<u8>),
     /// Closed, timed out or failed before a whole head arrived.
     Gone,
 }
 
-/// Reads the first request head of `socket` and opens its live stream if it asks for
-/// one.
-pub(crate) async fn sniff(socket: &mut TcpStream, state: &AppState) -> Sniffed {
-    let mut buf = Vec::with_capacity(1024);
-    let read = tokio::time::timeout(HEAD_TIMEOUT, async {
+/// Reads the next request head of `socket` (after `buf`, what was read already) within
+/// `timeout`, and opens its live stream if it asks for one.
+pub(crate) async fn sniff(
+    socket: &mut TcpStream,
+    state: &AppState,
+    mut buf: Vec<u8>,
+    timeout: Duration,
+) -> Sniffed {
+    let read = tokio::time::timeout(timeout, async {
         loop {
+            if !buf.is_empty() {
+                match parse_head(&buf) {
+                    Head::Incomplete => {}
+                    head => return Ok::<_, io::Error>(head),
+                }
+            }
             if buf.len() >= HEAD_LIMIT {
                 return Ok(Head::Other);
             }
             buf.reserve(1024);
             if socket.read_buf(&mut buf).await? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            match parse_head(&buf) {
-                Head::Incomplete => continue,
-                head => return Ok::<_, io::Error>(head),
             }
         }
     })
@@ -151,8 +195,65 @@ pub(crate) async fn sniff(socket: &mut TcpStream, state: &AppState) -> Sniffed {
                 Err(_) => Sniffed::Other(buf),
             }
         }
+        Ok(Ok(Head::Simple(n))) => {
+            let rest = buf.split_off(n);
+            Sniffed::Simple { head: buf, rest }
+        }
         Ok(Ok(_)) => Sniffed::Other(buf),
         Ok(Err(_)) | Err(_) => Sniffed::Gone,
+    }
+}
+
+/// Serves one connection: each request head is read here; a live stream is held here
+/// (the connection ends with it), a simple request is answered by hyper alone and the
+/// connection comes back for the next one, anything else goes to hyper for the rest of
+/// the connection. So a browser (or an ingress with upstream keep-alive) that asks for
+/// a stream on a connection it used before still gets it held.
+pub(crate) async fn connection(
+    mut socket: TcpStream,
+    state: AppState,
+    http: hyper::server::conn::http1::Builder,
+    service: hyper_util::service::TowerToHyperService<axum::Router>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let mut pending = Vec::new();
+    let mut timeout = HEAD_TIMEOUT;
+    loop {
+        let sniffed = tokio::select! {
+            // Shutdown: an idle connection ends (one in a request finishes it first).
+            () = state.streams.cancelled() => return,
+            sniffed = sniff(&mut socket, &state, std::mem::take(&mut pending), timeout) => sniffed,
+        };
+        match sniffed {
+            Sniffed::Live(events) => {
+                let streams = state.streams.clone();
+                drop((watcher, service, state));
+                stream(socket, events, streams).await;
+                return;
+            }
+            Sniffed::Simple { head, rest } => {
+                let io = hyper_util::rt::TokioIo::new(Prefixed::once(head, socket));
+                match http
+                    .serve_connection(io, service.clone())
+                    .without_shutdown()
+                    .await
+                {
+                    Ok(parts) => {
+                        socket = parts.io.into_inner().socket;
+                        pending = rest;
+                        timeout = IDLE_TIMEOUT;
+                    }
+                    // The client went away mid-request: not a server error.
+                    Err(_) => return,
+                }
+            }
+            Sniffed::Other(head) => {
+                let io = hyper_util::rt::TokioIo::new(Prefixed::new(head, socket));
+                let _ = watcher.watch(http.serve_connection(io, service)).await;
+                return;
+            }
+            Sniffed::Gone => return,
+        }
     }
 }
 
@@ -223,10 +324,14 @@ pub(crate) async fn stream(
     let _ = writer.write_all(b"0\r\n\r\n").await;
 }
 
-/// A socket whose first bytes were already read: they are read again first.
+/// A socket whose first bytes were already read: they are read again first (then the
+/// socket, or an end of input for a connection lent to hyper for one request).
 pub(crate) struct Prefixed {
     head: Vec<u8>,
     at: usize,
+    /// Reads end after `head`: hyper answers that request, finds no other and ends,
+    /// giving the socket back.
+    once: bool,
     socket: TcpStream,
 }
 
@@ -235,7 +340,15 @@ impl Prefixed {
         Self {
             head,
             at: 0,
+            once: false,
             socket,
+        }
+    }
+
+    pub(crate) fn once(head: Vec<u8>, socket: TcpStream) -> Self {
+        Self {
+            once: true,
+            ..Self::new(head, socket)
         }
     }
 }
@@ -255,6 +368,9 @@ impl AsyncRead for Prefixed {
                 this.head = Vec::new();
                 this.at = 0;
             }
+            return Poll::Ready(Ok(()));
+        }
+        if this.once {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.socket).poll_read(cx, buf)
@@ -298,7 +414,7 @@ mod tests {
     fn live(head: &str) -> Option<LiveRequest> {
         match parse_head(head.as_bytes()) {
             Head::Live(request) => Some(request),
-            Head::Other => None,
+            Head::Simple(_) | Head::Other => None,
             Head::Incomplete => panic!("incomplete: {head:?}"),
         }
     }
@@ -318,15 +434,31 @@ mod tests {
     }
 
     #[test]
-    fn everything_else_is_left_to_hyper() {
+    fn other_requests_go_to_hyper_one_at_a_time_when_they_have_no_body() {
+        // hyper answers these alone and the connection comes back (errors included).
         for head in [
             "GET /devices/leaf1 HTTP/1.1\r\n\r\n",
-            "GET /devices/leaf1/live HTTP/1.0\r\n\r\n",
-            "POST /devices/leaf1/live HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "HEAD / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
             "GET /devices//live HTTP/1.1\r\n\r\n",
             "GET /devices/a/b/live HTTP/1.1\r\n\r\n",
             "GET /devices/leaf1/live?minutes=many HTTP/1.1\r\n\r\n",
             "GET /devices/%FF/live HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_head(head.as_bytes()),
+                Head::Simple(head.len()),
+                "{head:?}"
+            );
+        }
+        // Only the first of pipelined requests is read.
+        let two = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+        assert_eq!(parse_head(two.as_bytes()), Head::Simple(two.len() / 2));
+        // hyper keeps these for the rest of the connection.
+        for head in [
+            "GET /devices/leaf1/live HTTP/1.0\r\n\r\n",
+            "POST /devices/leaf1/live HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: Close\r\n\r\n",
             "GET /devices/leaf1/live HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
             "GET /devices/leaf1/live HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GARBAGE\r\n\r\n",

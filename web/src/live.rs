@@ -70,8 +70,9 @@ pub(crate) struct LiveQuery {
     pub charts: Option<bool>,
 }
 
-/// `GET /devices/{name}/live` through axum (a connection that asked something else
-/// first; fresh connections are held by [`crate::held`] without hyper).
+/// `GET /devices/{name}/live` through axum (what hyper serves: a connection it keeps,
+/// such as HTTP/1.0 or one that sent a body; `netpulse web` holds the others itself,
+/// [`crate::held`], with the same events).
 pub(crate) async fn device_live(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,

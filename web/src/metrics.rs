@@ -26,8 +26,7 @@ pub struct WebMetrics {
     pub sse_skipped: Counter,
     /// Stored samples replayed to reconnecting browsers.
     pub sse_replayed: Counter,
-    /// Live streams held without hyper (fresh connections; the others went through
-    /// the router).
+    /// Live streams held without hyper (the others went through the router).
     pub sse_held: Counter,
 }
 
@@ -67,7 +66,7 @@ impl WebMetrics {
         );
         registry.register(
             "netpulse_web_sse_held",
-            "Live streams opened on a fresh connection and held without hyper's buffers",
+            "Live streams held without hyper's connection buffers",
             m.sse_held.clone(),
         );
         registry.register_collector(Box::new(BusCollector(bus)));
