@@ -43,7 +43,9 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use prost::Message;
 use proto::gnmi;
-use store::{DeviceInfo, DeviceSummary, Point, SeriesSummary, Store, WriteReport};
+use store::{
+    CliChange, CliOutput, DeviceInfo, DeviceSummary, Point, SeriesSummary, Store, WriteReport,
+};
 use tokio_util::sync::CancellationToken;
 
 /// The same allocator as the `netpulse` binary, so the harness measures what ships.
@@ -179,12 +181,14 @@ enum Command {
     },
 }
 
-/// A store that counts the samples it is given and keeps nothing (health reports go to
-/// the trait's default, which keeps nothing either).
+/// A store that counts the samples and CLI outputs it is given and keeps nothing
+/// (health reports and CLI snapshots go to the trait's defaults, which keep nothing
+/// either). Used by `collect` and `ssh-poll`.
 #[derive(Debug, Default)]
-struct CountingStore {
+pub(crate) struct CountingStore {
     samples: AtomicU64,
     batches: AtomicU64,
+    outputs: AtomicU64,
 }
 
 #[async_trait]
@@ -205,6 +209,20 @@ impl Store for CountingStore {
             written: samples.len() as u64,
             ..WriteReport::default()
         })
+    }
+
+    async fn record_cli_output(&self, output: &CliOutput) -> store::Result<Option<CliChange>> {
+        store::cli::check_output(output)?;
+        self.outputs.fetch_add(1, Ordering::Relaxed);
+        Ok(None)
+    }
+
+    async fn cli_output(
+        &self,
+        _device: &DeviceKey,
+        _command: &str,
+    ) -> store::Result<Option<CliOutput>> {
+        Ok(None)
     }
 
     async fn devices(&self) -> store::Result<Vec<DeviceSummary>> {

@@ -31,21 +31,17 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use async_trait::async_trait;
 use crds::devices_file::DeviceEntry;
-use model::{DeviceEvent, DeviceKey, Path as SeriesPath, Sample, TimestampNs};
-use store::{CliChange, CliOutput, DeviceInfo, DeviceSummary, Point, SeriesSummary, Store};
-use store::{WriteReport, cli::check_output};
+use model::DeviceKey;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_util::sync::CancellationToken;
 
 use crate::live::percentile;
-use crate::{cpu_seconds, rss_kib, rss_kib_at};
+use crate::{CountingStore, cpu_seconds, rss_kib, rss_kib_at};
 
 /// The commands every device runs, each every interval.
 const COMMANDS: [&str; 3] = ["show version", "show interfaces", "show lldp neighbors"];
@@ -237,73 +233,6 @@ async fn until_stdin_closes() {
 
 // ---------------------------------------------------------------------------------------
 // The collector process.
-
-/// A store that counts what it is given and keeps nothing.
-#[derive(Debug, Default)]
-struct CountingStore {
-    samples: AtomicU64,
-    outputs: AtomicU64,
-}
-
-#[async_trait]
-impl Store for CountingStore {
-    async fn upsert_devices(&self, _devices: &[DeviceInfo]) -> store::Result<()> {
-        Ok(())
-    }
-
-    async fn record_event(&self, _event: &DeviceEvent) -> store::Result<()> {
-        Ok(())
-    }
-
-    async fn write_samples(&self, samples: &[Sample]) -> store::Result<WriteReport> {
-        self.samples
-            .fetch_add(samples.len() as u64, Ordering::Relaxed);
-        Ok(WriteReport {
-            written: samples.len() as u64,
-            ..WriteReport::default()
-        })
-    }
-
-    async fn record_cli_output(&self, output: &CliOutput) -> store::Result<Option<CliChange>> {
-        check_output(output)?;
-        self.outputs.fetch_add(1, Ordering::Relaxed);
-        Ok(None)
-    }
-
-    async fn cli_output(
-        &self,
-        _device: &DeviceKey,
-        _command: &str,
-    ) -> store::Result<Option<CliOutput>> {
-        Ok(None)
-    }
-
-    async fn devices(&self) -> store::Result<Vec<DeviceSummary>> {
-        Ok(Vec::new())
-    }
-
-    async fn device(&self, _name: &DeviceKey) -> store::Result<Option<DeviceSummary>> {
-        Ok(None)
-    }
-
-    async fn series(&self, _device: &DeviceKey) -> store::Result<Vec<SeriesSummary>> {
-        Ok(Vec::new())
-    }
-
-    async fn range(
-        &self,
-        _device: &DeviceKey,
-        _path: &SeriesPath,
-        _from: TimestampNs,
-        _to: TimestampNs,
-    ) -> store::Result<Vec<Point>> {
-        Ok(Vec::new())
-    }
-
-    async fn ping(&self) -> store::Result<()> {
-        Ok(())
-    }
-}
 
 async fn collect(cfg: &SshPoll) -> anyhow::Result<()> {
     let dir = cfg.dir.clone().context("--dir")?;

@@ -40,6 +40,24 @@ async fn fleet(base: &str, seed: u64) -> Fleet {
     .unwrap()
 }
 
+/// `devices` simulated devices from `base`, one interface each, serving SSH on an
+/// ephemeral port without configuration edits; tests override what they need.
+fn quiet_fleet(devices: usize, base: &str, seed: u64) -> FleetConfig {
+    FleetConfig {
+        devices,
+        base_address: base.parse().unwrap(),
+        port: 0,
+        interfaces: 1,
+        seed,
+        ssh: Some(SshConfig {
+            port: 0,
+            config_change_every: None,
+            ..SshConfig::default()
+        }),
+        ..FleetConfig::default()
+    }
+}
+
 /// SSH-only entries for every device of `fleet`: `show interfaces` and
 /// `show running-config` every 500 ms, the platform detected.
 fn devices(fleet: &Fleet, host_key: Option<String>) -> Vec<DeviceEntry> {
@@ -319,18 +337,9 @@ fn snapshot_neighbours(snapshot: &store::CliSnapshot) -> BTreeSet<Neighbour> {
 async fn parsed_tables_are_stored_as_snapshots_and_unparsable_outputs_kept_raw() {
     // Two EOS spines and two IOS leaves, each leaf linked to both spines.
     let fleet = Fleet::start(FleetConfig {
-        devices: 4,
-        base_address: "127.41.2.1".parse().unwrap(),
-        port: 0,
         interfaces: 2,
         spines: 2,
-        seed: 7,
-        ssh: Some(SshConfig {
-            port: 0,
-            config_change_every: None,
-            ..SshConfig::default()
-        }),
-        ..FleetConfig::default()
+        ..quiet_fleet(4, "127.41.2.1", 7)
     })
     .await
     .unwrap();
@@ -475,11 +484,7 @@ const ENABLE_SECRET_KEY: &str = "enable-secret";
 /// IOS-like devices whose `enable` asks for [`ENABLE_SECRET`].
 async fn enable_fleet(base: &str) -> Fleet {
     Fleet::start(FleetConfig {
-        devices: 1,
-        base_address: base.parse().unwrap(),
-        port: 0,
         interfaces: 2,
-        seed: 7,
         ssh: Some(SshConfig {
             port: 0,
             platforms: simulator::PlatformMix::All(simulator::Platform::CiscoIos),
@@ -487,7 +492,7 @@ async fn enable_fleet(base: &str) -> Fleet {
             enable_password: Some(ENABLE_SECRET.into()),
             ..SshConfig::default()
         }),
-        ..FleetConfig::default()
+        ..quiet_fleet(1, base, 7)
     })
     .await
     .unwrap()
@@ -691,21 +696,7 @@ async fn status_where(
 
 #[tokio::test]
 async fn the_host_key_learned_on_first_use_is_in_the_device_status() {
-    let first = Fleet::start(FleetConfig {
-        devices: 1,
-        base_address: "127.41.5.1".parse().unwrap(),
-        port: 0,
-        interfaces: 1,
-        seed: 7,
-        ssh: Some(SshConfig {
-            port: 0,
-            config_change_every: None,
-            ..SshConfig::default()
-        }),
-        ..FleetConfig::default()
-    })
-    .await
-    .unwrap();
+    let first = Fleet::start(quiet_fleet(1, "127.41.5.1", 7)).await.unwrap();
     let fingerprint = |fleet: &Fleet| {
         sshcli::session::LearnedHostKey::from_openssh(fleet.ssh_host_key().unwrap())
             .unwrap()
@@ -745,21 +736,7 @@ async fn the_host_key_learned_on_first_use_is_in_the_device_status() {
 
     // Another key at the same device: refused, both fingerprints in `lastError`, and
     // the status still shows the key learned first (loaded from the store).
-    let second = Fleet::start(FleetConfig {
-        devices: 1,
-        base_address: "127.41.5.1".parse().unwrap(),
-        port: 0,
-        interfaces: 1,
-        seed: 8,
-        ssh: Some(SshConfig {
-            port: 0,
-            config_change_every: None,
-            ..SshConfig::default()
-        }),
-        ..FleetConfig::default()
-    })
-    .await
-    .unwrap();
+    let second = Fleet::start(quiet_fleet(1, "127.41.5.1", 8)).await.unwrap();
     let presented = fingerprint(&second);
     assert_ne!(presented, learned);
     let (stop, task, patches) = collect_to_status(devices(&second, None), ssh_config(&dir), store);
@@ -785,17 +762,12 @@ async fn a_collector_with_more_ssh_devices_than_its_login_caps_polls_them_all() 
     // Six devices, half of them behind one AAA server; one login at a time per AAA group
     // and two per collector. Open sessions hold no login slot, so every device is polled.
     let fleet = Fleet::start(FleetConfig {
-        devices: 6,
-        base_address: "127.41.6.1".parse().unwrap(),
-        port: 0,
-        interfaces: 1,
-        seed: 11,
         ssh: Some(SshConfig {
             port: 2222,
             config_change_every: None,
             ..SshConfig::default()
         }),
-        ..FleetConfig::default()
+        ..quiet_fleet(6, "127.41.6.1", 11)
     })
     .await
     .unwrap();
